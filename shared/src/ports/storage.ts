@@ -1,0 +1,54 @@
+import type { OpId, SpaceId } from '../protocol/ids.js';
+
+/** One accepted op as the device keeps it. */
+export interface StoredOp {
+  /** SHA-256 of `sealed`. */
+  readonly opId: OpId;
+  /** The sealed bytes exactly as received or sent: what sync serves to others. */
+  readonly sealed: Uint8Array;
+  /** The canonical signed op inside the seal, so state can be rebuilt without epoch keys. */
+  readonly op: Uint8Array;
+}
+
+export type StorageErrorCode = 'closed' | 'quota' | 'io' | 'corrupt';
+
+export class StorageError extends Error {
+  override readonly name = 'StorageError';
+  constructor(
+    readonly code: StorageErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * The device's durable store (ARCHITECTURE.md section 10). Every method is atomic: after a
+ * crash a write is either complete or absent. Implementations: in-memory (tests), IndexedDB
+ * (browser), files (CLI). All pass `runStorageTests`.
+ *
+ * Errors: operations reject with `StorageError` (`closed` after `close()`, `quota` when the
+ * medium is full, `io` otherwise); nothing is half-written when they do.
+ */
+export interface Storage {
+  /**
+   * Stores an accepted op and sets the Space's heads, in one transaction. Storing an `opId`
+   * that is already present changes nothing (not even the heads) and resolves `false`.
+   */
+  putOp(space: SpaceId, op: StoredOp, heads: readonly OpId[]): Promise<boolean>;
+  getOp(space: SpaceId, opId: OpId): Promise<StoredOp | undefined>;
+  hasOp(space: SpaceId, opId: OpId): Promise<boolean>;
+  /** The Space's current heads, as last set by `putOp`, in canonical (sorted) order; `[]` if none. */
+  getHeads(space: SpaceId): Promise<OpId[]>;
+  /** Every op of the Space in the order it was stored (a causal order). */
+  listOps(space: SpaceId): AsyncIterable<StoredOp>;
+  countOps(space: SpaceId): Promise<number>;
+  /** The Spaces with at least one stored op. */
+  listSpaces(): Promise<SpaceId[]>;
+  /** Small values by key (cursors, settings, serialized state); `undefined` when absent. */
+  getMeta(key: string): Promise<Uint8Array | undefined>;
+  putMeta(key: string, value: Uint8Array): Promise<void>;
+  deleteMeta(key: string): Promise<void>;
+  close(): Promise<void>;
+}

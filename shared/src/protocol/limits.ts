@@ -1,0 +1,55 @@
+/**
+ * Every hard limit of the wire and storage formats, in one place, each with its unit and
+ * why it has the value it has. Decoders enforce these before allocating.
+ */
+
+/** Bytes. The largest sealed op: the top padding bucket (ARCHITECTURE.md section 3). */
+export const MAX_SEALED_BYTES = 64 * 1024;
+
+/** Bytes. Padding buckets for sealed ops; a sealed op is exactly one of these long. */
+export const SEAL_BUCKETS: readonly number[] = [256, 1024, 4096, 16 * 1024, 64 * 1024];
+
+/**
+ * Bytes. The largest encoded op inside a seal. The seal adds about 100 bytes of envelope
+ * and 16 of tag, so this leaves room to fit the top bucket.
+ */
+export const MAX_OP_BYTES = MAX_SEALED_BYTES - 256;
+
+/** Items. The most elements of one CBOR array or entries of one map we decode. */
+export const MAX_ARRAY_LENGTH = 1024;
+
+/** Bytes. The longest CBOR text or byte string we decode (covers an Automerge change). */
+export const MAX_STRING_BYTES = 60 * 1024;
+
+/** Levels. The deepest nesting of arrays and maps we decode; ops need 5. */
+export const MAX_DEPTH = 16;
+
+/** Bytes (UTF-8). A post's inline text; longer content goes into a blob (section 3). */
+export const MAX_POST_TEXT_BYTES = 4000;
+
+/** Bytes (UTF-8). Names of Spaces, channels, threads and roles. */
+export const MAX_NAME_BYTES = 100;
+
+/** Bytes (UTF-8). Descriptions, channel topics, moderation reasons. */
+export const MAX_DESCRIPTION_BYTES = 1024;
+
+/** Items. Causal predecessors of one op; an author has few heads at once. */
+export const MAX_DEPS = 64;
+
+/** Items. Attachments on one post. */
+export const MAX_ATTACHMENTS = 10;
+
+/** Bytes (UTF-8). A MIME type or file name on an attachment. */
+export const MAX_MIME_BYTES = 100;
+
+/** Bytes. An Automerge change carried by a collaborative EditPost. */
+export const MAX_COLLAB_CHANGE_BYTES = 48 * 1024;
+
+/** Bytes. An opaque KeyHistory payload (MLS-encrypted epoch keys). */
+export const MAX_KEY_HISTORY_BYTES = 48 * 1024;
+
+/** Milliseconds. How far an op's HLC wall time may run ahead of the receiver's clock. */
+export const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
+
+/** Ops. The holdback queue's bound; overflow drops the oldest buffered op (section 4). */
+export const MAX_HOLDBACK_OPS = 10_000;

@@ -1,0 +1,490 @@
+/**
+ * The operation (ARCHITECTURE.md section 3): every change to a Space. Encoded as canonical
+ * CBOR arrays with fixed positions (no maps, so canonical bytes come for free), signed by the
+ * device key over the encoding of every field but `sig`.
+ *
+ * Wire form of a signed op: [v, space, kind, body, deps, epoch, hlc, author, cert, sig]
+ *   epoch = [number, commitHash], hlc = [wallMs, counter], cert = [user, createdMs, userSig]
+ *   body  = an array whose positions each kind defines below.
+ */
+import { type CborValue, encode, decode } from './cbor.js';
+import { CodecError } from './errors.js';
+import {
+  type ChannelId,
+  type DeviceId,
+  type EpochRef,
+  type InviteId,
+  type OpId,
+  type PostId,
+  type SpaceId,
+  type ThreadId,
+  type UserId,
+  HASH_BYTES,
+  ID16_BYTES,
+  KEY_BYTES,
+  SIG_BYTES,
+  compareBytes,
+} from './ids.js';
+import {
+  MAX_ATTACHMENTS,
+  MAX_COLLAB_CHANGE_BYTES,
+  MAX_DEPS,
+  MAX_DESCRIPTION_BYTES,
+  MAX_KEY_HISTORY_BYTES,
+  MAX_MIME_BYTES,
+  MAX_NAME_BYTES,
+  MAX_OP_BYTES,
+  MAX_POST_TEXT_BYTES,
+} from './limits.js';
+
+export const OP_VERSION = 1;
+
+/** Hybrid logical clock stamp: wall milliseconds and a counter for ties. */
+export interface Hlc {
+  readonly wallMs: number;
+  readonly counter: number;
+}
+
+/** The user key's signature over (device key, creation time): the device speaks for the user. */
+export interface DeviceCert {
+  readonly user: UserId;
+  readonly createdMs: number;
+  readonly sig: Uint8Array;
+}
+
+/** An encrypted blob (section 7): the manifest's hash and the key that opens its chunks. */
+export interface BlobRef {
+  readonly hash: Uint8Array;
+  readonly key: Uint8Array;
+  readonly size: number;
+  readonly mime: string;
+  readonly name: string;
+}
+
+export type ChannelType = 'chat' | 'forum';
+/** Roles a user can be assigned; every member is implicitly a `member`. */
+export type Role = 'moderator' | 'admin';
+export type InviteRole = 'member' | 'moderator';
+export type HistoryVisibility = 'all' | 'sinceJoin';
+
+export interface Bodies {
+  CreateSpace: { name: string; description: string };
+  CreateChannel: { channel: ChannelId; name: string; type: ChannelType; topic: string };
+  EditChannel: { channel: ChannelId; name: string | null; topic: string | null; archived: boolean | null };
+  CreateThread: { thread: ThreadId; channel: ChannelId; title: string; root: PostId | null };
+  CreatePost: {
+    post: PostId;
+    channel: ChannelId;
+    thread: ThreadId | null;
+    parent: PostId | null;
+    text: string;
+    /** Content longer than the inline limit, as a blob. */
+    body: BlobRef | null;
+    attachments: readonly BlobRef[];
+    /** For a collaboratively edited post: the saved initial Automerge document. */
+    collab: Uint8Array | null;
+  };
+  /** A plain edit replaces `text`; a collaborative edit carries an Automerge change instead. */
+  EditPost: { post: PostId; text: string | null; change: Uint8Array | null };
+  DeletePost: { post: PostId; reason: string };
+  AssignRole: { user: UserId; role: Role };
+  RevokeRole: { user: UserId; role: Role };
+  CreateInvite: {
+    invite: InviteId;
+    /** SHA-256("conclave/invite" ‖ inviteSecret): where join requests go; the secret stays off-relay. */
+    mailbox: Uint8Array;
+    expiresAtMs: number;
+    /** 0 means unlimited. */
+    maxUses: number;
+    role: InviteRole;
+  };
+  RevokeInvite: { invite: InviteId };
+  /** `atEpoch`: the first epoch the user is no longer a member of (the Remove commit's epoch). */
+  RemoveMember: { user: UserId; atEpoch: number; reason: string };
+  Ban: { user: UserId; atEpoch: number; reason: string };
+  Unban: { user: UserId };
+  /** `untilMs` null: until unmuted. */
+  Mute: { user: UserId; untilMs: number | null; reason: string };
+  Unmute: { user: UserId };
+  Timeout: { user: UserId; untilMs: number; reason: string };
+  SetSpaceSettings: {
+    name: string | null;
+    description: string | null;
+    historyVisibility: HistoryVisibility | null;
+  };
+  /** Past epoch keys for one new member, encrypted by MLS to the new epoch (section 6.2). */
+  KeyHistory: { recipient: UserId; payload: Uint8Array };
+}
+
+export type OpKind = keyof Bodies;
+
+/** Wire numbers of the kinds. Never reuse a number. */
+export const KIND_CODES: { readonly [K in OpKind]: number } = {
+  CreateSpace: 1,
+  CreateChannel: 2,
+  EditChannel: 3,
+  CreateThread: 4,
+  CreatePost: 5,
+  EditPost: 6,
+  DeletePost: 7,
+  AssignRole: 8,
+  RevokeRole: 9,
+  CreateInvite: 10,
+  RevokeInvite: 11,
+  RemoveMember: 12,
+  Ban: 13,
+  Unban: 14,
+  Mute: 15,
+  Unmute: 16,
+  Timeout: 17,
+  SetSpaceSettings: 18,
+  KeyHistory: 19,
+};
+
+export const OP_KINDS = Object.keys(KIND_CODES) as OpKind[];
+const KIND_BY_CODE = new Map<number, OpKind>(OP_KINDS.map((k) => [KIND_CODES[k], k]));
+
+interface OpHeader {
+  readonly v: typeof OP_VERSION;
+  readonly space: SpaceId;
+  /** Causal predecessors: the author's heads when writing. Sorted, unique. */
+  readonly deps: readonly OpId[];
+  readonly epoch: EpochRef;
+  readonly hlc: Hlc;
+  readonly author: DeviceId;
+  readonly cert: DeviceCert;
+}
+
+export type UnsignedOp = { [K in OpKind]: OpHeader & { readonly kind: K; readonly body: Bodies[K] } }[OpKind];
+export type SignedOp = UnsignedOp & { readonly sig: Uint8Array };
+export type OpOf<K extends OpKind> = Extract<SignedOp, { kind: K }>;
+
+// ---------- field readers: every wrong shape is a CodecError('wrong-type') ----------
+
+function wrong(what: string): never {
+  throw new CodecError('wrong-type', what);
+}
+
+function arr(v: CborValue | undefined, n: number, what: string): readonly CborValue[] {
+  if (!Array.isArray(v) || v.length !== n) wrong(`${what}: expected an array of ${n}`);
+  return v as readonly CborValue[];
+}
+
+function bytes(v: CborValue | undefined, len: number, what: string): Uint8Array {
+  if (!(v instanceof Uint8Array) || v.length !== len) wrong(`${what}: expected ${len} bytes`);
+  return v;
+}
+
+function varBytes(v: CborValue | undefined, max: number, what: string): Uint8Array {
+  if (!(v instanceof Uint8Array) || v.length > max) wrong(`${what}: expected at most ${max} bytes`);
+  return v;
+}
+
+const utf8 = new TextEncoder();
+
+function text(v: CborValue | undefined, maxBytes: number, what: string): string {
+  if (typeof v !== 'string') wrong(`${what}: expected text`);
+  // A JS string's UTF-8 length is at most 3 bytes per UTF-16 unit; skip the encode when safe.
+  if (v.length * 3 > maxBytes && utf8.encode(v).length > maxBytes) wrong(`${what}: longer than ${maxBytes} bytes`);
+  return v;
+}
+
+function uint(v: CborValue | undefined, what: string): number {
+  if (typeof v !== 'number' || v < 0) wrong(`${what}: expected an unsigned integer`);
+  return v;
+}
+
+function bool(v: CborValue | undefined, what: string): boolean {
+  if (typeof v !== 'boolean') wrong(`${what}: expected a boolean`);
+  return v;
+}
+
+function opt<T>(v: CborValue | undefined, read: (x: CborValue) => T): T | null {
+  return v === null ? null : read(v as CborValue);
+}
+
+function oneOf<T extends string>(v: CborValue | undefined, names: readonly T[], what: string): T {
+  const i = uint(v, what);
+  const name = names[i];
+  if (name === undefined) wrong(`${what}: unknown value ${i}`);
+  return name;
+}
+
+const CHANNEL_TYPES = ['chat', 'forum'] as const;
+const ROLES = ['moderator', 'admin'] as const;
+const INVITE_ROLES = ['member', 'moderator'] as const;
+const VISIBILITIES = ['all', 'sinceJoin'] as const;
+
+const id16 = <T extends Uint8Array>(v: CborValue | undefined, what: string) => bytes(v, ID16_BYTES, what) as T;
+const user = (v: CborValue | undefined) => bytes(v, KEY_BYTES, 'user') as UserId;
+const name = (v: CborValue | undefined) => text(v, MAX_NAME_BYTES, 'name');
+const desc = (v: CborValue | undefined, what = 'reason') => text(v, MAX_DESCRIPTION_BYTES, what);
+
+function blobRef(v: CborValue | undefined): BlobRef {
+  const f = arr(v, 5, 'blob');
+  return {
+    hash: bytes(f[0], HASH_BYTES, 'blob.hash'),
+    key: bytes(f[1], KEY_BYTES, 'blob.key'),
+    size: uint(f[2], 'blob.size'),
+    mime: text(f[3], MAX_MIME_BYTES, 'blob.mime'),
+    name: text(f[4], MAX_NAME_BYTES, 'blob.name'),
+  };
+}
+const blobWire = (b: BlobRef): CborValue => [b.hash, b.key, b.size, b.mime, b.name];
+
+interface BodyCodec<K extends OpKind> {
+  readonly fields: number;
+  encode(b: Bodies[K]): CborValue[];
+  decode(f: readonly CborValue[]): Bodies[K];
+}
+
+type BodyCodecs = { readonly [K in OpKind]: BodyCodec<K> };
+
+/** The positions of each kind's body. Append new fields only with a new op version. */
+export const BODY_CODECS: BodyCodecs = {
+  CreateSpace: {
+    fields: 2,
+    encode: (b) => [b.name, b.description],
+    decode: (f) => ({ name: name(f[0]), description: desc(f[1], 'description') }),
+  },
+  CreateChannel: {
+    fields: 4,
+    encode: (b) => [b.channel, b.name, CHANNEL_TYPES.indexOf(b.type), b.topic],
+    decode: (f) => ({
+      channel: id16<ChannelId>(f[0], 'channel'),
+      name: name(f[1]),
+      type: oneOf(f[2], CHANNEL_TYPES, 'type'),
+      topic: desc(f[3], 'topic'),
+    }),
+  },
+  EditChannel: {
+    fields: 4,
+    encode: (b) => [b.channel, b.name, b.topic, b.archived],
+    decode: (f) => ({
+      channel: id16<ChannelId>(f[0], 'channel'),
+      name: opt(f[1], name),
+      topic: opt(f[2], (x) => desc(x, 'topic')),
+      archived: opt(f[3], (x) => bool(x, 'archived')),
+    }),
+  },
+  CreateThread: {
+    fields: 4,
+    encode: (b) => [b.thread, b.channel, b.title, b.root],
+    decode: (f) => ({
+      thread: id16<ThreadId>(f[0], 'thread'),
+      channel: id16<ChannelId>(f[1], 'channel'),
+      title: text(f[2], MAX_NAME_BYTES * 2, 'title'),
+      root: opt(f[3], (x) => id16<PostId>(x, 'root')),
+    }),
+  },
+  CreatePost: {
+    fields: 8,
+    encode: (b) => [
+      b.post,
+      b.channel,
+      b.thread,
+      b.parent,
+      b.text,
+      b.body === null ? null : blobWire(b.body),
+      b.attachments.map(blobWire),
+      b.collab,
+    ],
+    decode: (f) => {
+      const att = f[6];
+      if (!Array.isArray(att) || att.length > MAX_ATTACHMENTS) wrong('attachments');
+      return {
+        post: id16<PostId>(f[0], 'post'),
+        channel: id16<ChannelId>(f[1], 'channel'),
+        thread: opt(f[2], (x) => id16<ThreadId>(x, 'thread')),
+        parent: opt(f[3], (x) => id16<PostId>(x, 'parent')),
+        text: text(f[4], MAX_POST_TEXT_BYTES, 'text'),
+        body: opt(f[5], blobRef),
+        attachments: (att as readonly CborValue[]).map(blobRef),
+        collab: opt(f[7], (x) => varBytes(x, MAX_COLLAB_CHANGE_BYTES, 'collab')),
+      };
+    },
+  },
+  EditPost: {
+    fields: 3,
+    encode: (b) => [b.post, b.text, b.change],
+    decode: (f) => {
+      const body = {
+        post: id16<PostId>(f[0], 'post'),
+        text: opt(f[1], (x) => text(x, MAX_POST_TEXT_BYTES, 'text')),
+        change: opt(f[2], (x) => varBytes(x, MAX_COLLAB_CHANGE_BYTES, 'change')),
+      };
+      if ((body.text === null) === (body.change === null)) wrong('edit: exactly one of text and change');
+      return body;
+    },
+  },
+  DeletePost: {
+    fields: 2,
+    encode: (b) => [b.post, b.reason],
+    decode: (f) => ({ post: id16<PostId>(f[0], 'post'), reason: desc(f[1]) }),
+  },
+  AssignRole: {
+    fields: 2,
+    encode: (b) => [b.user, ROLES.indexOf(b.role)],
+    decode: (f) => ({ user: user(f[0]), role: oneOf(f[1], ROLES, 'role') }),
+  },
+  RevokeRole: {
+    fields: 2,
+    encode: (b) => [b.user, ROLES.indexOf(b.role)],
+    decode: (f) => ({ user: user(f[0]), role: oneOf(f[1], ROLES, 'role') }),
+  },
+  CreateInvite: {
+    fields: 5,
+    encode: (b) => [b.invite, b.mailbox, b.expiresAtMs, b.maxUses, INVITE_ROLES.indexOf(b.role)],
+    decode: (f) => ({
+      invite: id16<InviteId>(f[0], 'invite'),
+      mailbox: bytes(f[1], HASH_BYTES, 'mailbox'),
+      expiresAtMs: uint(f[2], 'expiresAtMs'),
+      maxUses: uint(f[3], 'maxUses'),
+      role: oneOf(f[4], INVITE_ROLES, 'role'),
+    }),
+  },
+  RevokeInvite: {
+    fields: 1,
+    encode: (b) => [b.invite],
+    decode: (f) => ({ invite: id16<InviteId>(f[0], 'invite') }),
+  },
+  RemoveMember: {
+    fields: 3,
+    encode: (b) => [b.user, b.atEpoch, b.reason],
+    decode: (f) => ({ user: user(f[0]), atEpoch: uint(f[1], 'atEpoch'), reason: desc(f[2]) }),
+  },
+  Ban: {
+    fields: 3,
+    encode: (b) => [b.user, b.atEpoch, b.reason],
+    decode: (f) => ({ user: user(f[0]), atEpoch: uint(f[1], 'atEpoch'), reason: desc(f[2]) }),
+  },
+  Unban: { fields: 1, encode: (b) => [b.user], decode: (f) => ({ user: user(f[0]) }) },
+  Mute: {
+    fields: 3,
+    encode: (b) => [b.user, b.untilMs, b.reason],
+    decode: (f) => ({
+      user: user(f[0]),
+      untilMs: opt(f[1], (x) => uint(x, 'untilMs')),
+      reason: desc(f[2]),
+    }),
+  },
+  Unmute: { fields: 1, encode: (b) => [b.user], decode: (f) => ({ user: user(f[0]) }) },
+  Timeout: {
+    fields: 3,
+    encode: (b) => [b.user, b.untilMs, b.reason],
+    decode: (f) => ({ user: user(f[0]), untilMs: uint(f[1], 'untilMs'), reason: desc(f[2]) }),
+  },
+  SetSpaceSettings: {
+    fields: 3,
+    encode: (b) => [
+      b.name,
+      b.description,
+      b.historyVisibility === null ? null : VISIBILITIES.indexOf(b.historyVisibility),
+    ],
+    decode: (f) => ({
+      name: opt(f[0], name),
+      description: opt(f[1], (x) => desc(x, 'description')),
+      historyVisibility: opt(f[2], (x) => oneOf(x, VISIBILITIES, 'historyVisibility')),
+    }),
+  },
+  KeyHistory: {
+    fields: 2,
+    encode: (b) => [b.recipient, b.payload],
+    decode: (f) => ({ recipient: user(f[0]), payload: varBytes(f[1], MAX_KEY_HISTORY_BYTES, 'payload') }),
+  },
+};
+
+function encodeBody(op: UnsignedOp): CborValue[] {
+  // The union of codecs cannot be narrowed by `op.kind` through an index; the table is total.
+  const codec = BODY_CODECS[op.kind] as BodyCodec<typeof op.kind>;
+  return codec.encode(op.body as never);
+}
+
+function headerWire(op: UnsignedOp): CborValue[] {
+  return [
+    op.v,
+    op.space,
+    KIND_CODES[op.kind],
+    encodeBody(op),
+    op.deps as readonly OpId[],
+    [op.epoch.epoch, op.epoch.commitHash],
+    [op.hlc.wallMs, op.hlc.counter],
+    op.author,
+    [op.cert.user, op.cert.createdMs, op.cert.sig],
+  ];
+}
+
+/** Domain separation for op signatures, so an op signature can never verify as anything else. */
+export const OP_SIG_CONTEXT = new TextEncoder().encode('conclave/op/1');
+
+/** The bytes the author signs: every field but `sig`, canonical, behind the context string. */
+export function encodeUnsigned(op: UnsignedOp): Uint8Array {
+  const body = encode(headerWire(op));
+  const out = new Uint8Array(OP_SIG_CONTEXT.length + body.length);
+  out.set(OP_SIG_CONTEXT);
+  out.set(body, OP_SIG_CONTEXT.length);
+  return out;
+}
+
+/** The canonical bytes of a signed op (what is sealed). */
+export function encodeOp(op: SignedOp): Uint8Array {
+  return encode([...headerWire(op), op.sig]);
+}
+
+/** Sorts and de-duplicates deps into their canonical order. */
+export function canonicalDeps(deps: readonly OpId[]): OpId[] {
+  const sorted = [...deps].sort(compareBytes);
+  return sorted.filter((d, i) => i === 0 || compareBytes(sorted[i - 1] as OpId, d) !== 0);
+}
+
+/**
+ * Decodes a signed op from canonical bytes. Throws `CodecError` for malformed input: bad CBOR,
+ * wrong shapes or types, unknown kinds, over-limit fields, deps not sorted and unique.
+ */
+export function decodeOp(bytes_: Uint8Array): SignedOp {
+  if (bytes_.length > MAX_OP_BYTES) throw new CodecError('too-large', `op of ${bytes_.length} bytes`);
+  const f = arr(decode(bytes_), 10, 'op');
+  if (f[0] !== OP_VERSION) wrong('op: unknown version');
+  const space = bytes(f[1], ID16_BYTES, 'space') as SpaceId;
+  const code = uint(f[2], 'kind');
+  const kind = KIND_BY_CODE.get(code);
+  if (kind === undefined) wrong(`op: unknown kind ${code}`);
+  const codec = BODY_CODECS[kind] as BodyCodec<typeof kind>;
+  const body = codec.decode(arr(f[3], codec.fields, `${kind} body`));
+  const depsWire = f[4];
+  if (!Array.isArray(depsWire) || depsWire.length > MAX_DEPS) wrong('deps');
+  const deps = (depsWire as readonly CborValue[]).map((d) => bytes(d, HASH_BYTES, 'dep') as OpId);
+  for (let i = 1; i < deps.length; i++) {
+    if (compareBytes(deps[i - 1] as OpId, deps[i] as OpId) >= 0) wrong('deps: not sorted and unique');
+  }
+  const e = arr(f[5], 2, 'epoch');
+  const h = arr(f[6], 2, 'hlc');
+  const c = arr(f[8], 3, 'cert');
+  return {
+    v: OP_VERSION,
+    space,
+    kind,
+    body,
+    deps,
+    epoch: { epoch: uint(e[0], 'epoch.number'), commitHash: bytes(e[1], HASH_BYTES, 'epoch.commitHash') },
+    hlc: { wallMs: uint(h[0], 'hlc.wallMs'), counter: uint(h[1], 'hlc.counter') },
+    author: bytes(f[7], KEY_BYTES, 'author') as DeviceId,
+    cert: {
+      user: bytes(c[0], KEY_BYTES, 'cert.user') as UserId,
+      createdMs: uint(c[1], 'cert.createdMs'),
+      sig: bytes(c[2], SIG_BYTES, 'cert.sig'),
+    },
+    sig: bytes(f[9], SIG_BYTES, 'sig'),
+  } as SignedOp;
+}
+
+/** The encoding of an `EpochRef` used in associated data and keys: 8-byte big-endian number ‖ hash. */
+export function epochBytes(e: EpochRef): Uint8Array {
+  const out = new Uint8Array(8 + HASH_BYTES);
+  const hi = Math.floor(e.epoch / 0x100000000);
+  const lo = e.epoch >>> 0;
+  new DataView(out.buffer).setUint32(0, hi);
+  new DataView(out.buffer).setUint32(4, lo);
+  out.set(e.commitHash, 8);
+  return out;
+}
