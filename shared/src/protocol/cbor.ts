@@ -32,7 +32,14 @@ export const DEFAULT_LIMITS: DecodeLimits = {
 };
 
 const utf8Encoder = new TextEncoder();
-const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is text to keep, not a signature to strip (else two encodings
+// decode to one value). The encoder refuses lone surrogates, which TextEncoder would replace.
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+/** ES2024 `String.prototype.isWellFormed` (native, several times faster than the regex fallback). */
+const isWellFormed: (s: string) => boolean =
+  'isWellFormed' in String.prototype
+    ? (s) => (s as string & { isWellFormed(): boolean }).isWellFormed()
+    : (s) => !/[\uD800-\uDFFF]/u.test(s);
 
 class Writer {
   buf = new Uint8Array(256);
@@ -88,12 +95,12 @@ class Writer {
   }
 
   value(v: CborValue, depth: number): void {
-    if (depth > MAX_DEPTH) throw new CodecError('too-deep', 'value nests deeper than MAX_DEPTH');
     if (typeof v === 'number') {
       if (!Number.isSafeInteger(v)) throw new CodecError('unsupported', `not a safe integer: ${v}`);
       if (v >= 0) this.head(0, v);
       else this.head(1, -1 - v);
     } else if (typeof v === 'string') {
+      if (!isWellFormed(v)) throw new CodecError('unsupported', 'text with a lone surrogate');
       const u = utf8Encoder.encode(v);
       this.head(3, u.length);
       this.bytes(u);
@@ -106,6 +113,9 @@ class Writer {
     } else if (v === null) {
       this.grow(1);
       this.buf[this.len++] = 0xf6;
+    } else if (depth >= MAX_DEPTH) {
+      // The same bound the decoder applies to arrays and maps.
+      throw new CodecError('too-deep', 'value nests deeper than MAX_DEPTH');
     } else if (isArray(v)) {
       this.head(4, v.length);
       for (const x of v) this.value(x, depth + 1);
@@ -208,8 +218,12 @@ class Reader {
     switch (major) {
       case 0:
         return this.arg(info);
-      case 1:
-        return -1 - this.arg(info);
+      case 1: {
+        const n = this.arg(info);
+        // -1 - (2^53 - 1) = -2^53 is not a safe integer, and the encoder refuses it.
+        if (n === Number.MAX_SAFE_INTEGER) this.fail('unsupported', 'integer beyond the safe range');
+        return -1 - n;
+      }
       case 2:
         return this.take(this.arg(info)).slice();
       case 3:

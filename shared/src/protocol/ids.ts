@@ -32,11 +32,16 @@ export const KEY_BYTES = 32;
 export const HASH_BYTES = 32;
 export const SIG_BYTES = 64;
 
-/** A byte string as a compact Map/Set key (one latin1 char per byte). Not for display. */
+/**
+ * A byte string as a compact Map/Set key (one latin1 char per byte; compares like the bytes).
+ * Built in one call: concatenating char by char leaves a V8 cons-string tree of about 700
+ * bytes per 32-byte key once kept, against about 75 for a flat string. Not for display.
+ */
 export function bytesKey(b: Uint8Array): string {
-  let s = '';
-  for (const x of b) s += String.fromCharCode(x);
-  return s;
+  if (b.length <= 8192) return String.fromCharCode(...b);
+  const parts: string[] = [];
+  for (let o = 0; o < b.length; o += 8192) parts.push(String.fromCharCode(...b.subarray(o, o + 8192)));
+  return parts.join('');
 }
 
 /** The bytes back from {@link bytesKey}. */
@@ -85,4 +90,12 @@ export function concatBytes(...parts: readonly Uint8Array[]): Uint8Array {
     o += p.length;
   }
   return out;
+}
+
+/**
+ * The same bytes typed for WebCrypto, which refuses views of a SharedArrayBuffer. Our arrays
+ * are never shared, so this only narrows the type (a copy is made if one ever is).
+ */
+export function bufferSource(b: Uint8Array): Uint8Array<ArrayBuffer> {
+  return b.buffer instanceof ArrayBuffer ? (b as Uint8Array<ArrayBuffer>) : new Uint8Array(b);
 }

@@ -185,7 +185,8 @@ const utf8 = new TextEncoder();
 function text(v: CborValue | undefined, maxBytes: number, what: string): string {
   if (typeof v !== 'string') wrong(`${what}: expected text`);
   // A JS string's UTF-8 length is at most 3 bytes per UTF-16 unit; skip the encode when safe.
-  if (v.length * 3 > maxBytes && utf8.encode(v).length > maxBytes) wrong(`${what}: longer than ${maxBytes} bytes`);
+  if (v.length * 3 > maxBytes && utf8.encode(v).length > maxBytes)
+    wrong(`${what}: longer than ${maxBytes} bytes`);
   return v;
 }
 
@@ -215,7 +216,8 @@ const ROLES = ['moderator', 'admin'] as const;
 const INVITE_ROLES = ['member', 'moderator'] as const;
 const VISIBILITIES = ['all', 'sinceJoin'] as const;
 
-const id16 = <T extends Uint8Array>(v: CborValue | undefined, what: string) => bytes(v, ID16_BYTES, what) as T;
+const id16 = <T extends Uint8Array>(v: CborValue | undefined, what: string) =>
+  bytes(v, ID16_BYTES, what) as T;
 const user = (v: CborValue | undefined) => bytes(v, KEY_BYTES, 'user') as UserId;
 const name = (v: CborValue | undefined) => text(v, MAX_NAME_BYTES, 'name');
 const desc = (v: CborValue | undefined, what = 'reason') => text(v, MAX_DESCRIPTION_BYTES, what);
@@ -397,7 +399,7 @@ export const BODY_CODECS: BodyCodecs = {
 function encodeBody(op: UnsignedOp): CborValue[] {
   // The union of codecs cannot be narrowed by `op.kind` through an index; the table is total.
   const codec = BODY_CODECS[op.kind] as BodyCodec<typeof op.kind>;
-  return codec.encode(op.body as never);
+  return codec.encode(op.body);
 }
 
 function headerWire(op: UnsignedOp): CborValue[] {
@@ -406,7 +408,7 @@ function headerWire(op: UnsignedOp): CborValue[] {
     op.space,
     KIND_CODES[op.kind],
     encodeBody(op),
-    op.deps as readonly OpId[],
+    op.deps,
     [op.epoch.epoch, op.epoch.commitHash],
     [op.hlc.wallMs, op.hlc.counter],
     op.author,
