@@ -1,0 +1,18 @@
+import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
+import type { SpaceId, TopicId } from '../protocol/ids.js';
+import { concatBytes } from '../protocol/ids.js';
+
+const TOPIC_DOMAIN = new TextEncoder().encode('conclave/topic');
+
+/** SHA-256 of `data`: 32 bytes. Synchronous (pure JS), so usable inside pure transitions. */
+export function sha256(data: Uint8Array): Uint8Array {
+  return nobleSha256(data);
+}
+
+/**
+ * The relay-visible name of a Space (ARCHITECTURE.md section 2):
+ * SHA-256(utf8("conclave/topic") ‖ space), 32 bytes.
+ */
+export function topicId(space: SpaceId): TopicId {
+  return sha256(concatBytes(TOPIC_DOMAIN, space)) as TopicId;
+}
