@@ -1,0 +1,292 @@
+import { wrap } from 'idb';
+import type { DBSchema, IDBPDatabase } from 'idb';
+import { compareBytes } from '../protocol/ids.js';
+import type { OpId, SpaceId } from '../protocol/ids.js';
+import { StorageError } from './storage.js';
+import type { Storage, StoredOp } from './storage.js';
+
+/** Schema version of the database; bump it with a migration in `openDatabase`. */
+const SCHEMA_VERSION = 1;
+/** Ops read per transaction by `listOps`: bounds both memory held and transaction length. */
+const LIST_BATCH = 500;
+
+type Bytes = Uint8Array<ArrayBuffer>;
+
+interface OpRecord {
+  readonly space: Bytes;
+  readonly opId: Bytes;
+  readonly sealed: Bytes;
+  readonly op: Bytes;
+  /** Position in the Space's insertion order: 0, 1, 2… */
+  readonly seq: number;
+}
+
+interface HeadsRecord {
+  readonly heads: readonly Bytes[];
+  /** Ops stored in the Space, which is also the next `seq`. */
+  readonly count: number;
+}
+
+interface Schema extends DBSchema {
+  ops: { key: [Bytes, Bytes]; value: OpRecord; indexes: { bySeq: [Bytes, number] } };
+  // IndexedDB hands binary keys back as ArrayBuffer.
+  heads: { key: Bytes | ArrayBuffer; value: HeadsRecord };
+  meta: { key: string; value: Bytes };
+}
+
+/** Options of {@link idbStorage}. */
+export interface IdbStorageOptions {
+  /**
+   * Test-only: called inside `putOp`'s transaction after the op's write is issued and before
+   * the heads' write, so a test can abort (or throw) there and check that nothing is kept.
+   */
+  readonly afterOpWrite?: (tx: { abort(): void }) => void;
+}
+
+/**
+ * A `Storage` in IndexedDB (ARCHITECTURE.md section 10), through the `idb` wrapper.
+ *
+ * Layout: `ops` keyed by `[space, opId]` with a unique index `bySeq` on `[space, seq]` giving
+ * each Space's insertion order; `heads` keyed by space holding the sorted heads and the op
+ * count; `meta` keyed by string. `putOp` checks for the op and writes it and the heads in one
+ * readwrite transaction, so it is all-or-nothing; `listOps` reads {@link LIST_BATCH} ops per
+ * short transaction, so a consumer may await anything between items. Byte arrays are stored
+ * trimmed to their own bytes (a view into a larger buffer would otherwise store the whole buffer).
+ *
+ * `factory` defaults to `globalThis.indexedDB`. `idb` and the key ranges need the IndexedDB
+ * globals (`IDBRequest`, `IDBKeyRange`…) of the same implementation as `factory`: in Node
+ * tests, import `fake-indexeddb/auto` and pass a fresh `new IDBFactory()` per store.
+ *
+ * Errors: rejects with `StorageError` — `quota` when the origin's quota is exhausted, `corrupt`
+ * when a record read back is not of the shape written, `closed` after `close()` or once another
+ * connection upgrades or deletes the database (this one closes itself rather than block it),
+ * `io` for any other failure, including failing to open. A second `close()` resolves.
+ */
+export async function idbStorage(
+  name: string,
+  factory?: IDBFactory,
+  options: IdbStorageOptions = {},
+): Promise<Storage> {
+  const f = factory ?? (globalThis as { indexedDB?: IDBFactory }).indexedDB;
+  if (f === undefined) throw new StorageError('io', 'IndexedDB is not available here');
+  let opened: IDBPDatabase<Schema>;
+  try {
+    opened = await openDatabase(f, name);
+  } catch (e) {
+    throw toStorageError(e, `opening IndexedDB "${name}"`, false);
+  }
+
+  let current: IDBPDatabase<Schema> | undefined = opened;
+  let closedWhy = 'storage is closed';
+  const shut = (why: string): void => {
+    if (current === undefined) return;
+    current.close();
+    current = undefined;
+    closedWhy = why;
+  };
+  opened.addEventListener('versionchange', () => {
+    shut('storage was closed: another connection upgrades or deletes the database');
+  });
+  opened.addEventListener('close', () => {
+    shut('storage was closed by the browser');
+  });
+
+  async function attempt<T>(what: string, run: (db: IDBPDatabase<Schema>) => Promise<T>): Promise<T> {
+    const db = current;
+    if (db === undefined) throw new StorageError('closed', closedWhy);
+    try {
+      return await run(db);
+    } catch (e) {
+      throw toStorageError(e, what, current !== db);
+    }
+  }
+
+  return {
+    putOp: (space, op, heads) =>
+      attempt('putOp', async (db) => {
+        const spaceKey = own(space);
+        const opId = own(op.opId);
+        const sorted = heads.map(own).sort(compareBytes);
+        const tx = db.transaction(['ops', 'heads'], 'readwrite');
+        const done = quiet(tx.done);
+        try {
+          const ops = tx.objectStore('ops');
+          const headsStore = tx.objectStore('heads');
+          const [existing, prev] = await Promise.all([
+            ops.getKey([spaceKey, opId]),
+            headsStore.get(spaceKey),
+          ]);
+          if (existing !== undefined) {
+            await done;
+            return false;
+          }
+          const seq = prev === undefined ? 0 : readHeads(prev).count;
+          const added = quiet(
+            ops.add({ space: spaceKey, opId, sealed: own(op.sealed), op: own(op.op), seq }),
+          );
+          options.afterOpWrite?.(tx);
+          const put = quiet(headsStore.put({ heads: sorted, count: seq + 1 }, spaceKey));
+          await Promise.all([added, put, done]);
+          return true;
+        } catch (e) {
+          // An exception between two requests would otherwise let the transaction commit the first.
+          try {
+            tx.abort();
+          } catch {
+            // Already finished.
+          }
+          const txError = await done.then(
+            () => undefined,
+            (x: unknown) => x,
+          );
+          throw errorName(txError) === 'QuotaExceededError' ? txError : e;
+        }
+      }),
+
+    getOp: (space, opId) =>
+      attempt('getOp', async (db) => {
+        const r = await db.get('ops', [own(space), own(opId)]);
+        return r === undefined ? undefined : readOp(r);
+      }),
+
+    hasOp: (space, opId) =>
+      attempt('hasOp', async (db) => (await db.getKey('ops', [own(space), own(opId)])) !== undefined),
+
+    getHeads: (space) =>
+      attempt('getHeads', async (db) => {
+        const r = await db.get('heads', own(space));
+        return r === undefined ? [] : (readHeads(r).heads as OpId[]);
+      }),
+
+    async *listOps(space) {
+      const key = own(space);
+      let from = 0;
+      for (;;) {
+        const batch = await attempt('listOps', (db) =>
+          db.getAllFromIndex('ops', 'bySeq', IDBKeyRange.bound([key, from], [key, Infinity]), LIST_BATCH),
+        );
+        for (const r of batch) {
+          const op = readOp(r);
+          from = r.seq + 1;
+          yield op;
+        }
+        if (batch.length < LIST_BATCH) return;
+      }
+    },
+
+    countOps: (space) =>
+      attempt('countOps', async (db) => {
+        const r = await db.get('heads', own(space));
+        return r === undefined ? 0 : readHeads(r).count;
+      }),
+
+    listSpaces: () =>
+      attempt('listSpaces', async (db) =>
+        (await db.getAllKeys('heads')).map(
+          (k) => (ArrayBuffer.isView(k) ? k.slice() : new Uint8Array(k)) as SpaceId,
+        ),
+      ),
+
+    getMeta: (key) =>
+      attempt('getMeta', async (db) => {
+        const v: unknown = await db.get('meta', key);
+        if (v === undefined || v instanceof Uint8Array) return v;
+        throw new StorageError('corrupt', `meta value "${key}" is not bytes`);
+      }),
+
+    putMeta: (key, value) =>
+      attempt('putMeta', async (db) => {
+        await db.put('meta', own(value), key);
+      }),
+
+    deleteMeta: (key) =>
+      attempt('deleteMeta', async (db) => {
+        await db.delete('meta', key);
+      }),
+
+    close: () => {
+      shut('storage is closed');
+      return Promise.resolve();
+    },
+  };
+}
+
+async function openDatabase(f: IDBFactory, name: string): Promise<IDBPDatabase<Schema>> {
+  const request = f.open(name, SCHEMA_VERSION);
+  request.addEventListener('upgradeneeded', (event) => {
+    const raw = request.result;
+    if (event.oldVersion < 1) {
+      const ops = raw.createObjectStore('ops', { keyPath: ['space', 'opId'] });
+      ops.createIndex('bySeq', ['space', 'seq'], { unique: true });
+      raw.createObjectStore('heads');
+      raw.createObjectStore('meta');
+    }
+  });
+  const db = await wrap(request);
+  if (db === undefined) throw new Error('open returned no database');
+  return db as unknown as IDBPDatabase<Schema>;
+}
+
+/**
+ * The view's own bytes in a plain ArrayBuffer: structured clone would otherwise store the
+ * whole underlying buffer, and IndexedDB rejects shared memory. No copy when already so.
+ */
+function own(b: Uint8Array): Bytes {
+  return b.buffer instanceof ArrayBuffer && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength
+    ? (b as Bytes)
+    : new Uint8Array(b);
+}
+
+/** Keeps an aborted transaction's pending requests from surfacing as unhandled rejections; callers still await `p`. */
+function quiet<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
+function errorName(e: unknown): string {
+  return typeof e === 'object' && e !== null && 'name' in e && typeof e.name === 'string' ? e.name : '';
+}
+
+function toStorageError(e: unknown, what: string, closed: boolean): StorageError {
+  if (e instanceof StorageError) return e;
+  const name = errorName(e);
+  const detail = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+  if (name === 'QuotaExceededError') {
+    return new StorageError('quota', `${what}: storage quota exhausted (${detail})`, { cause: e });
+  }
+  if (closed) return new StorageError('closed', `${what}: storage was closed (${detail})`, { cause: e });
+  return new StorageError('io', `${what} failed (${detail})`, { cause: e });
+}
+
+function readOp(r: unknown): StoredOp {
+  if (
+    typeof r === 'object' &&
+    r !== null &&
+    'opId' in r &&
+    'sealed' in r &&
+    'op' in r &&
+    'seq' in r &&
+    Number.isSafeInteger(r.seq) &&
+    r.opId instanceof Uint8Array &&
+    r.sealed instanceof Uint8Array &&
+    r.op instanceof Uint8Array
+  ) {
+    return { opId: r.opId as OpId, sealed: r.sealed, op: r.op };
+  }
+  throw new StorageError('corrupt', 'an ops record is malformed');
+}
+
+function readHeads(r: unknown): HeadsRecord {
+  if (
+    typeof r === 'object' &&
+    r !== null &&
+    'heads' in r &&
+    'count' in r &&
+    Array.isArray(r.heads) &&
+    r.heads.every((h) => h instanceof Uint8Array) &&
+    Number.isSafeInteger(r.count)
+  ) {
+    return r as HeadsRecord;
+  }
+  throw new StorageError('corrupt', 'a heads record is malformed');
+}
