@@ -27,13 +27,18 @@ export default tseslint.config(
       'no-restricted-imports': [
         'error',
         {
-          paths: ['fs', 'path', 'os', 'crypto', 'net', 'http', 'child_process', 'worker_threads'].map((name) => ({
-            name,
-            message: 'shared/ is environment-free: use a port.',
-          })),
+          paths: ['fs', 'path', 'os', 'crypto', 'net', 'http', 'child_process', 'worker_threads'].map(
+            (name) => ({
+              name,
+              message: 'shared/ is environment-free: use a port.',
+            }),
+          ),
           patterns: [
             { group: ['node:*'], message: 'shared/ is environment-free: use a port.' },
-            { group: ['**/web/**', '**/worker/**', '**/relay/**', '**/cli/**'], message: 'shared/ imports nothing from the hosts.' },
+            {
+              group: ['**/web/**', '**/worker/**', '**/relay/**', '**/cli/**'],
+              message: 'shared/ imports nothing from the hosts.',
+            },
           ],
         },
       ],

@@ -1,0 +1,308 @@
+/**
+ * Control ops (roles, moderation, channels, invites, settings, the genesis) and the
+ * authority they confer. Authorization of every op is decided against the control ops in
+ * its *causal past* (ARCHITECTURE.md section 4 step 6), so every replica decides alike.
+ *
+ * Control ops are few, so each op's causal past is summarised by the set of control ops in
+ * it (`ControlPast`), interned so that the many ops sharing one past share one object, and
+ * the authority it confers (`AuthState`) is computed once per distinct past.
+ */
+import { bytesKey } from '../protocol/ids.js';
+import type { Bodies, EpochRef, HistoryVisibility, Hlc, Role } from '../protocol/index.js';
+import type { OpTable } from './optable.js';
+
+export const CONTROL_KINDS = [
+  'CreateSpace',
+  'CreateChannel',
+  'EditChannel',
+  'AssignRole',
+  'RevokeRole',
+  'CreateInvite',
+  'RevokeInvite',
+  'RemoveMember',
+  'Ban',
+  'Unban',
+  'Mute',
+  'Unmute',
+  'Timeout',
+  'SetSpaceSettings',
+] as const;
+export type ControlKind = (typeof CONTROL_KINDS)[number];
+const CONTROL_SET = new Set<string>(CONTROL_KINDS);
+
+export function isControlKind(kind: string): kind is ControlKind {
+  return CONTROL_SET.has(kind);
+}
+
+/** Rank of a role for precedence: admin > moderator > member. */
+export const RANK = { member: 0, moderator: 1, admin: 2 } as const;
+export type Rank = 0 | 1 | 2;
+
+export type ControlRecord = {
+  [K in ControlKind]: {
+    readonly idx: number;
+    readonly kind: K;
+    readonly body: Bodies[K];
+    /** Interned author user. */
+    readonly user: number;
+    /** The author's rank in the op's causal past. */
+    readonly rank: Rank;
+    /** The control ops in the op's causal past (not including itself). */
+    readonly past: ControlPast;
+    readonly opId: Uint8Array;
+    readonly sig: Uint8Array;
+    readonly epoch: EpochRef;
+    readonly hlc: Hlc;
+  };
+}[ControlKind];
+
+export type RecordOf<K extends ControlKind> = Extract<ControlRecord, { kind: K }>;
+
+/** A set of control ops (by acceptance index, ascending), interned. */
+export class ControlPast {
+  auth: AuthState | undefined;
+  constructor(readonly ops: Int32Array) {}
+
+  has(idx: number): boolean {
+    let lo = 0;
+    let hi = this.ops.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const v = this.ops[mid] as number;
+      if (v === idx) return true;
+      if (v < idx) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return false;
+  }
+}
+
+export class ControlPasts {
+  readonly empty = new ControlPast(new Int32Array(0));
+  private readonly interned = new Map<string, ControlPast>([['', this.empty]]);
+
+  private intern(ops: Int32Array): ControlPast {
+    const key = ops.join(',');
+    let p = this.interned.get(key);
+    if (p === undefined) {
+      p = new ControlPast(ops);
+      this.interned.set(key, p);
+    }
+    return p;
+  }
+
+  union(pasts: readonly ControlPast[]): ControlPast {
+    const first = pasts[0];
+    if (first === undefined) return this.empty;
+    let largest = first;
+    let same = true;
+    for (const p of pasts) {
+      if (p !== first) same = false;
+      if (p.ops.length > largest.ops.length) largest = p;
+    }
+    if (same) return first;
+    const set = new Set<number>();
+    for (const p of pasts) for (const x of p.ops) set.add(x);
+    if (set.size === largest.ops.length) return largest;
+    return this.intern(Int32Array.from(set).sort());
+  }
+
+  /** `past` plus `idx`, which is after every op in it (acceptance order). */
+  with(past: ControlPast, idx: number): ControlPast {
+    const ops = new Int32Array(past.ops.length + 1);
+    ops.set(past.ops);
+    ops[past.ops.length] = idx;
+    return this.intern(ops);
+  }
+
+  get size(): number {
+    return this.interned.size;
+  }
+}
+
+interface ChannelState {
+  readonly create: RecordOf<'CreateChannel'>;
+  readonly name: string;
+  readonly topic: string;
+  readonly archived: boolean;
+}
+
+interface InviteState {
+  readonly create: RecordOf<'CreateInvite'>;
+  readonly revoked: boolean;
+}
+
+export interface SpaceSettings {
+  readonly name: string;
+  readonly description: string;
+  readonly historyVisibility: HistoryVisibility;
+}
+
+/**
+ * Who holds which role, who is muted or banned, which channels and invites exist, and the
+ * Space settings — as conferred by one set of control ops. A pure function of the set.
+ */
+export class AuthState {
+  genesis: RecordOf<'CreateSpace'> | undefined;
+  readonly roles = new Map<number, Set<Role>>();
+  readonly muteWinner = new Map<number, RecordOf<'Mute' | 'Unmute' | 'Timeout'>>();
+  readonly banWinner = new Map<number, RecordOf<'Ban' | 'Unban'>>();
+  readonly channels = new Map<string, ChannelState>();
+  readonly invites = new Map<string, InviteState>();
+  readonly removals = new Map<number, RecordOf<'RemoveMember' | 'Ban'>[]>();
+  settings: SpaceSettings = { name: '', description: '', historyVisibility: 'all' };
+
+  rank(user: number): Rank {
+    const r = this.roles.get(user);
+    if (r === undefined) return RANK.member;
+    return r.has('admin') ? RANK.admin : r.has('moderator') ? RANK.moderator : RANK.member;
+  }
+
+  /** Whether `user` may not post at `wallMs` (muted or timed out then). */
+  mutedAt(user: number, wallMs: number): boolean {
+    const w = this.muteWinner.get(user);
+    if (w === undefined || w.kind === 'Unmute') return false;
+    return w.body.untilMs === null || wallMs < w.body.untilMs;
+  }
+
+  banned(user: number): boolean {
+    return this.banWinner.get(user)?.kind === 'Ban';
+  }
+}
+
+/** Computes the authority conferred by a set of control ops. */
+export function computeAuth(
+  table: OpTable,
+  ops: ArrayLike<number>,
+  record: (idx: number) => ControlRecord,
+): AuthState {
+  const s = new AuthState();
+  const recs: ControlRecord[] = [];
+  for (let k = 0; k < ops.length; k++) recs.push(record(ops[k] as number));
+  recs.sort((a, b) => table.compare(a.idx, b.idx));
+  const before = (a: ControlRecord, b: ControlRecord) => table.compare(a.idx, b.idx) < 0;
+
+  type RoleOps = { assigns: ControlRecord[]; revokes: ControlRecord[] };
+  const roleOps = new Map<string, RoleOps>();
+  const roleEntry = (user: number, role: Role): RoleOps => {
+    const k = `${user}/${role}`;
+    let e = roleOps.get(k);
+    if (e === undefined) {
+      e = { assigns: [], revokes: [] };
+      roleOps.set(k, e);
+    }
+    return e;
+  };
+  const mutes = new Map<number, RecordOf<'Mute' | 'Unmute' | 'Timeout'>[]>();
+  const bans = new Map<number, RecordOf<'Ban' | 'Unban'>[]>();
+  const push = <T>(m: Map<number, T[]>, k: number, v: T) => {
+    const l = m.get(k);
+    if (l === undefined) m.set(k, [v]);
+    else l.push(v);
+  };
+  const target = (u: Uint8Array) => table.users.intern(bytesKey(u));
+
+  for (const r of recs) {
+    switch (r.kind) {
+      case 'CreateSpace':
+        // Concurrent genesis ops (only the epoch-0 creator can make one): the first in order wins.
+        if (s.genesis === undefined) {
+          s.genesis = r;
+          s.settings = { ...s.settings, name: r.body.name, description: r.body.description };
+          roleEntry(r.user, 'admin').assigns.push(r);
+        }
+        break;
+      case 'AssignRole':
+        roleEntry(target(r.body.user), r.body.role).assigns.push(r);
+        break;
+      case 'RevokeRole':
+        roleEntry(target(r.body.user), r.body.role).revokes.push(r);
+        break;
+      case 'Mute':
+      case 'Unmute':
+      case 'Timeout':
+        push(mutes, target(r.body.user), r);
+        break;
+      case 'Ban':
+        push(bans, target(r.body.user), r);
+        push(s.removals, target(r.body.user), r);
+        break;
+      case 'Unban':
+        push(bans, target(r.body.user), r);
+        break;
+      case 'RemoveMember':
+        push(s.removals, target(r.body.user), r);
+        break;
+      case 'CreateChannel': {
+        const k = bytesKey(r.body.channel);
+        if (!s.channels.has(k))
+          s.channels.set(k, { create: r, name: r.body.name, topic: r.body.topic, archived: false });
+        break;
+      }
+      case 'EditChannel': {
+        const k = bytesKey(r.body.channel);
+        const c = s.channels.get(k);
+        // Edits apply in total order (last writer wins per field); an edit of an unknown channel is inert.
+        if (c !== undefined) {
+          s.channels.set(k, {
+            create: c.create,
+            name: r.body.name ?? c.name,
+            topic: r.body.topic ?? c.topic,
+            archived: r.body.archived ?? c.archived,
+          });
+        }
+        break;
+      }
+      case 'CreateInvite': {
+        const k = bytesKey(r.body.invite);
+        const prev = s.invites.get(k);
+        if (prev === undefined) s.invites.set(k, { create: r, revoked: false });
+        break;
+      }
+      case 'RevokeInvite': {
+        const k = bytesKey(r.body.invite);
+        const prev = s.invites.get(k);
+        if (prev !== undefined) s.invites.set(k, { create: prev.create, revoked: true });
+        break;
+      }
+      case 'SetSpaceSettings':
+        s.settings = {
+          name: r.body.name ?? s.settings.name,
+          description: r.body.description ?? s.settings.description,
+          historyVisibility: r.body.historyVisibility ?? s.settings.historyVisibility,
+        };
+        break;
+    }
+  }
+
+  // Roles: an add-wins set. A revoke removes exactly the assigns in its causal past.
+  for (const [k, e] of roleOps) {
+    const held = e.assigns.some((a) => !e.revokes.some((r) => r.past.has(a.idx)));
+    if (!held) continue;
+    const [user, role] = k.split('/') as [string, Role];
+    const u = Number(user);
+    let set = s.roles.get(u);
+    if (set === undefined) s.roles.set(u, (set = new Set()));
+    set.add(role);
+  }
+
+  // Mute and ban registers: among the ops no later op (on the same user) has seen, the
+  // author with the higher rank wins, then the later op in the total order.
+  const winner = <T extends ControlRecord>(list: readonly T[]): T | undefined => {
+    let best: T | undefined;
+    for (const x of list) {
+      if (list.some((y) => y !== x && y.past.has(x.idx))) continue;
+      if (best === undefined || x.rank > best.rank || (x.rank === best.rank && before(best, x))) best = x;
+    }
+    return best;
+  };
+  for (const [u, list] of mutes) {
+    const w = winner(list);
+    if (w !== undefined) s.muteWinner.set(u, w);
+  }
+  for (const [u, list] of bans) {
+    const w = winner(list);
+    if (w !== undefined) s.banWinner.set(u, w);
+  }
+  return s;
+}

@@ -1,0 +1,487 @@
+/**
+ * One Space on one device: the acceptance pipeline (ARCHITECTURE.md section 4) in front of the
+ * reducer (section 5) and the store (section 10).
+ *
+ * Every op, local or remote, enters through `accept(sealed)`:
+ *   1 decode the envelope with limits → 2 open with the epoch key → decode the op →
+ *   3 verify the device certificate and signature → 4 causality (holdback queue) →
+ *   5 membership at the op's epoch, no epoch regression → 6 authorization in the causal past →
+ *   7 persist op + heads atomically, then apply.
+ * Steps 1–3 run concurrently (they are the expensive, independent part); 4–7 run one op at a
+ * time, so the state and the store always agree.
+ */
+import type { Ed25519 } from '../ports/crypto.js';
+import type { Clock, Rng } from '../ports/env.js';
+import type { KeyProvider, MembershipView } from '../ports/keys.js';
+import { type Storage, StorageError } from '../ports/storage.js';
+import { CodecError, SealError } from '../protocol/errors.js';
+import {
+  type Bodies,
+  type EpochRef,
+  type OpId,
+  type OpKind,
+  type SignedOp,
+  type SpaceId,
+  type TopicId,
+  type UnsignedOp,
+  MAX_CLOCK_SKEW_MS,
+  MAX_HOLDBACK_OPS,
+  OP_SIG_CONTEXT,
+  OP_VERSION,
+  bytesKey,
+  canonicalDeps,
+  compareBytes,
+  concatBytes,
+  decodeOp,
+  decodeSealed,
+  encodeOp,
+  encodeUnsigned,
+  epochBytes,
+  equalBytes,
+  importEpochKey,
+  keyBytes,
+  open,
+  seal,
+} from '../protocol/index.js';
+import type { DeviceIdentity } from '../protocol/identity.js';
+import { verifyDeviceCert } from '../protocol/identity.js';
+import { sha256, topicId } from '../crypto/sha256.js';
+import { HybridClock, compareHlc } from './hlc.js';
+import { type CheckReason, SpaceState } from './state.js';
+
+export type RejectReason =
+  | 'malformed' // not a well-formed sealed op (bad CBOR, wrong shapes, over limits)
+  | 'wrong-space' // sealed for another topic, or an op of another Space
+  | 'bad-seal' // the AEAD did not open with this epoch's key
+  | 'bad-signature' // the device certificate or the op signature does not verify
+  | 'epoch-regression' // a dep has a later epoch than the op
+  | 'bad-clock' // the op's HLC is not after its deps'
+  | CheckReason;
+
+export type BufferReason = 'awaiting-epoch' | 'missing-deps' | 'clock-ahead';
+
+/** What `accept` decided. Only `accepted` changed the state. */
+export type AcceptOutcome =
+  | {
+      readonly kind: 'accepted';
+      readonly opId: OpId;
+      readonly op: SignedOp;
+      readonly lateAfterRemoval: boolean;
+    }
+  | { readonly kind: 'duplicate'; readonly opId: OpId }
+  | {
+      readonly kind: 'buffered';
+      readonly why: BufferReason;
+      readonly opId: OpId;
+      readonly missing: readonly OpId[];
+    }
+  | { readonly kind: 'rejected'; readonly reason: RejectReason; readonly detail: string; readonly opId: OpId }
+  /** The store failed; nothing was applied and the op can be offered again. */
+  | { readonly kind: 'failed'; readonly error: StorageError; readonly opId: OpId };
+
+export type AcceptedEvent = Extract<AcceptOutcome, { kind: 'accepted' }>;
+
+export interface ReplicaOptions {
+  readonly space: SpaceId;
+  readonly storage: Storage;
+  readonly keys: KeyProvider;
+  readonly membership: MembershipView;
+  readonly ed25519: Ed25519;
+  readonly clock: Clock;
+  readonly rng: Rng;
+  /** Asked for deps this replica lacks (section 8, repair); called once per missing id. */
+  readonly fetchMissing?: (ids: readonly OpId[]) => void;
+  /** Told of every accepted op, including those released later from the holdback queue. */
+  readonly onAccepted?: (ev: AcceptedEvent) => void;
+  /** Told when the holdback queue overflowed and dropped its oldest op. */
+  readonly onDropped?: (opId: OpId) => void;
+  /** Ops. Bound of the holdback queue (missing deps, awaiting epoch, clock ahead together). */
+  readonly maxHoldback?: number;
+}
+
+/** An opened, verified op on its way through steps 4–7. */
+interface Opened {
+  readonly opId: OpId;
+  readonly key: string;
+  readonly sealed: Uint8Array;
+  readonly plain: Uint8Array;
+  readonly op: SignedOp;
+  readonly signedKey: string;
+}
+
+interface Held {
+  readonly why: BufferReason;
+  readonly sealed: Uint8Array;
+  readonly opened: Opened | undefined;
+  readonly missing: Set<string>;
+}
+
+export type WriteResult =
+  | {
+      readonly kind: 'written';
+      readonly sealed: Uint8Array;
+      readonly opId: OpId;
+      readonly outcome: AcceptOutcome;
+    }
+  | { readonly kind: 'no-epoch-key'; readonly epoch: EpochRef };
+
+export class SpaceReplica {
+  readonly state = new SpaceState();
+  readonly topic: TopicId;
+  private readonly hlc: HybridClock;
+  private readonly heads = new Set<number>();
+  private readonly signed = new Set<string>();
+  private readonly held = new Map<string, Held>();
+  private readonly waiting = new Map<string, Set<string>>();
+  private readonly requested = new Set<string>();
+  private readonly aesKeys = new Map<string, CryptoKey>();
+  private readonly certsOk = new Set<string>();
+  private lock: Promise<unknown> = Promise.resolve();
+  private readonly maxHoldback: number;
+
+  private constructor(private readonly o: ReplicaOptions) {
+    this.topic = topicId(o.space);
+    this.hlc = new HybridClock(o.clock);
+    this.maxHoldback = o.maxHoldback ?? MAX_HOLDBACK_OPS;
+  }
+
+  /** Opens the replica and rebuilds its state from the ops already in the store. */
+  static async open(options: ReplicaOptions): Promise<SpaceReplica> {
+    const r = new SpaceReplica(options);
+    for await (const stored of options.storage.listOps(options.space)) {
+      const op = decodeOp(stored.op);
+      const deps = op.deps.map((d) => r.state.table.indexOf(bytesKey(d)));
+      if (deps.some((d) => d === undefined)) {
+        throw new StorageError('corrupt', 'a stored op precedes one of its deps');
+      }
+      const depIdx = deps as number[];
+      const past = r.state.pastOfDeps(depIdx);
+      r.applyChecked(
+        {
+          opId: stored.opId,
+          key: bytesKey(stored.opId),
+          sealed: stored.sealed,
+          plain: stored.op,
+          op,
+          signedKey: bytesKey(sha256(stored.op)),
+        },
+        depIdx,
+        past,
+      );
+    }
+    return r;
+  }
+
+  /** The current heads (ops no accepted op depends on), sorted. */
+  currentHeads(): OpId[] {
+    return canonicalDeps([...this.heads].map((i) => keyBytes(this.state.table.ids[i] as string) as OpId));
+  }
+
+  /** Ops waiting in the holdback queue, by reason. */
+  holdback(): { readonly size: number; readonly byReason: Readonly<Record<BufferReason, number>> } {
+    const byReason = { 'awaiting-epoch': 0, 'missing-deps': 0, 'clock-ahead': 0 };
+    for (const h of this.held.values()) byReason[h.why]++;
+    return { size: this.held.size, byReason };
+  }
+
+  has(opId: OpId): boolean {
+    return this.state.table.indexOf(bytesKey(opId)) !== undefined;
+  }
+
+  /** Runs one sealed op through the pipeline. Never throws for bad input. */
+  async accept(sealed: Uint8Array): Promise<AcceptOutcome> {
+    const opId = sha256(sealed) as OpId;
+    const key = bytesKey(opId);
+    if (this.state.table.indexOf(key) !== undefined) return { kind: 'duplicate', opId };
+    const prior = this.held.get(key);
+    if (prior !== undefined) return { kind: 'buffered', why: prior.why, opId, missing: missingOf(prior) };
+
+    const opened = await this.openAndVerify(sealed, opId, key);
+    if ('kind' in opened) return opened;
+    return this.serially(() => this.settle(opened));
+  }
+
+  /** Steps 1–3: decode, open, verify. Pure apart from caches; runs concurrently. */
+  private async openAndVerify(sealed: Uint8Array, opId: OpId, key: string): Promise<Opened | AcceptOutcome> {
+    const reject = (reason: RejectReason, detail: string): AcceptOutcome => ({
+      kind: 'rejected',
+      reason,
+      detail,
+      opId,
+    });
+    let env;
+    try {
+      env = decodeSealed(sealed);
+    } catch (e) {
+      if (e instanceof CodecError || e instanceof SealError) return reject('malformed', e.message);
+      throw e;
+    }
+    if (!equalBytes(env.topic, this.topic)) return reject('wrong-space', 'sealed for another topic');
+    const aes = await this.aesKey(env.epoch);
+    if (aes === undefined)
+      return this.hold(key, { why: 'awaiting-epoch', sealed, opened: undefined, missing: new Set() }, opId);
+    let plain: Uint8Array;
+    try {
+      plain = await open(env, aes);
+    } catch (e) {
+      if (e instanceof SealError) return reject('bad-seal', e.message);
+      throw e;
+    }
+    let op: SignedOp;
+    try {
+      op = decodeOp(plain);
+    } catch (e) {
+      if (e instanceof CodecError) return reject('malformed', e.message);
+      throw e;
+    }
+    if (!equalBytes(op.space, this.o.space)) return reject('wrong-space', 'an op of another Space');
+    if (op.epoch.epoch !== env.epoch.epoch || !equalBytes(op.epoch.commitHash, env.epoch.commitHash)) {
+      return reject('malformed', 'the op and its envelope name different epochs');
+    }
+    const signedKey = bytesKey(sha256(plain));
+    if (this.signed.has(signedKey)) return { kind: 'duplicate', opId };
+
+    const certKey = bytesKey(op.author) + bytesKey(op.cert.sig);
+    if (!this.certsOk.has(certKey)) {
+      if (!(await verifyDeviceCert(this.o.ed25519, op.author, op.cert))) {
+        return reject('bad-signature', 'the device certificate does not verify');
+      }
+      this.certsOk.add(certKey);
+    }
+    if (!(await this.o.ed25519.verify(op.author, unsignedBytes(plain), op.sig))) {
+      return reject('bad-signature', 'the op signature does not verify');
+    }
+    return { opId, key, sealed, plain, op, signedKey };
+  }
+
+  private async aesKey(epoch: EpochRef): Promise<CryptoKey | undefined> {
+    const k = bytesKey(epochBytes(epoch));
+    const cached = this.aesKeys.get(k);
+    if (cached !== undefined) return cached;
+    const raw = await this.o.keys.epochKey(this.o.space, epoch);
+    if (raw === undefined) return undefined;
+    const aes = await importEpochKey(raw);
+    this.aesKeys.set(k, aes);
+    return aes;
+  }
+
+  private serially<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(f, f);
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Steps 4–7 for one opened op, then for everything its acceptance releases. */
+  private async settle(first: Opened): Promise<AcceptOutcome> {
+    const outcome = await this.settleOne(first);
+    if (outcome.kind !== 'accepted') return outcome;
+    const ready: Opened[] = [];
+    this.release(first.key, ready);
+    for (let next = ready.shift(); next !== undefined; next = ready.shift()) {
+      const o = await this.settleOne(next);
+      if (o.kind === 'accepted') {
+        this.release(next.key, ready);
+      }
+    }
+    return outcome;
+  }
+
+  private release(key: string, ready: Opened[]): void {
+    const waiters = this.waiting.get(key);
+    this.requested.delete(key);
+    if (waiters === undefined) return;
+    this.waiting.delete(key);
+    for (const w of waiters) {
+      const h = this.held.get(w);
+      if (h?.opened === undefined) continue;
+      h.missing.delete(key);
+      if (h.missing.size === 0) {
+        this.held.delete(w);
+        ready.push(h.opened);
+      }
+    }
+  }
+
+  private async settleOne(x: Opened): Promise<AcceptOutcome> {
+    const { op, opId } = x;
+    if (this.state.table.indexOf(x.key) !== undefined || this.signed.has(x.signedKey)) {
+      return { kind: 'duplicate', opId };
+    }
+    const reject = (reason: RejectReason, detail: string): AcceptOutcome => ({
+      kind: 'rejected',
+      reason,
+      detail,
+      opId,
+    });
+    const table = this.state.table;
+
+    // 4. Causality.
+    const deps: number[] = [];
+    const missing = new Set<string>();
+    for (const d of op.deps) {
+      const dk = bytesKey(d);
+      const i = table.indexOf(dk);
+      if (i === undefined) missing.add(dk);
+      else deps.push(i);
+    }
+    if (missing.size > 0) {
+      for (const m of missing) {
+        let set = this.waiting.get(m);
+        if (set === undefined) this.waiting.set(m, (set = new Set()));
+        set.add(x.key);
+      }
+      const outcome = this.hold(x.key, { why: 'missing-deps', sealed: x.sealed, opened: x, missing }, opId);
+      const ask = [...missing].filter((m) => !this.requested.has(m));
+      for (const m of ask) this.requested.add(m);
+      if (ask.length > 0) this.o.fetchMissing?.(ask.map((m) => keyBytes(m) as OpId));
+      return outcome;
+    }
+
+    // 5. Epochs and membership; the HLC must follow the deps'.
+    for (const d of deps) {
+      if (table.epoch(d) > op.epoch.epoch)
+        return reject('epoch-regression', 'a dep has a later epoch than the op');
+      if (compareHlc(table.hlc(d), op.hlc) >= 0) {
+        return reject('bad-clock', "the op's clock is not after its deps'");
+      }
+    }
+    if (op.hlc.wallMs > this.o.clock.now() + MAX_CLOCK_SKEW_MS) {
+      return this.hold(x.key, { why: 'clock-ahead', sealed: x.sealed, opened: x, missing }, opId);
+    }
+    const member = this.o.membership.memberAt(this.o.space, op.epoch, op.cert.user, op.author);
+    if (member === 'not-member') return reject('not-member', 'the author was not a member in this epoch');
+    if (member === 'unknown-epoch') {
+      return this.hold(x.key, { why: 'awaiting-epoch', sealed: x.sealed, opened: undefined, missing }, opId);
+    }
+
+    // 6. Authorization in the causal past.
+    const past = this.state.pastOfDeps(deps);
+    const refused = this.state.check({ op, opId, deps, past });
+    if (refused !== undefined) return reject(refused.reason, refused.detail);
+
+    // 7. Persist op and heads together, then apply.
+    const nextHeads = new Set(this.heads);
+    for (const d of deps) nextHeads.delete(d);
+    const headIds = [...nextHeads].map((i) => keyBytes(table.ids[i] as string) as OpId);
+    headIds.push(opId);
+    try {
+      await this.o.storage.putOp(
+        this.o.space,
+        { opId, sealed: x.sealed, op: x.plain },
+        canonicalDeps(headIds),
+      );
+    } catch (e) {
+      if (e instanceof StorageError) return { kind: 'failed', error: e, opId };
+      throw e;
+    }
+    const { late } = this.applyChecked(x, deps, past);
+    const accepted: AcceptedEvent = { kind: 'accepted', opId, op, lateAfterRemoval: late };
+    this.o.onAccepted?.(accepted);
+    return accepted;
+  }
+
+  private applyChecked(
+    x: Opened,
+    deps: number[],
+    past: ReturnType<SpaceState['pastOfDeps']>,
+  ): { late: boolean } {
+    const { idx, late } = this.state.apply({ op: x.op, opId: x.opId, deps, past });
+    for (const d of deps) this.heads.delete(d);
+    this.heads.add(idx);
+    this.signed.add(x.signedKey);
+    this.hlc.observe(x.op.hlc);
+    return { late };
+  }
+
+  private hold(key: string, h: Held, opId: OpId): AcceptOutcome {
+    this.held.set(key, h);
+    while (this.held.size > this.maxHoldback) {
+      const oldest = this.held.keys().next().value as string;
+      this.held.delete(oldest);
+      this.o.onDropped?.(keyBytes(oldest) as OpId);
+    }
+    return { kind: 'buffered', why: h.why, opId, missing: missingOf(h) };
+  }
+
+  /**
+   * Offers again the ops that waited for an epoch key or membership (call when the MLS layer
+   * learned a new epoch) and those whose clock was ahead (call now and then).
+   */
+  async retryHeld(): Promise<AcceptOutcome[]> {
+    const now = this.o.clock.now();
+    const again: Held[] = [];
+    for (const [k, h] of this.held) {
+      const due =
+        h.why === 'awaiting-epoch' ||
+        (h.why === 'clock-ahead' &&
+          h.opened !== undefined &&
+          h.opened.op.hlc.wallMs <= now + MAX_CLOCK_SKEW_MS);
+      if (due) {
+        this.held.delete(k);
+        again.push(h);
+      }
+    }
+    const out: AcceptOutcome[] = [];
+    for (const h of again) out.push(await this.accept(h.sealed));
+    return out;
+  }
+
+  /**
+   * Writes a new op as `author` at `epoch`: stamps deps and clock, signs, seals, and runs it
+   * through the same pipeline as everyone else's ops.
+   */
+  async write<K extends OpKind>(
+    author: DeviceIdentity,
+    epoch: EpochRef,
+    kind: K,
+    body: Bodies[K],
+  ): Promise<WriteResult> {
+    const aes = await this.aesKey(epoch);
+    if (aes === undefined) return { kind: 'no-epoch-key', epoch };
+    const sealed = await this.serially(async () => {
+      const unsigned = {
+        v: OP_VERSION,
+        space: this.o.space,
+        kind,
+        body,
+        deps: kind === 'CreateSpace' ? [] : this.currentHeads(),
+        epoch,
+        hlc: this.hlc.tick(),
+        author: author.device,
+        cert: author.cert,
+      } as UnsignedOp;
+      const sig = await author.deviceKey.sign(encodeUnsigned(unsigned));
+      const opBytes = encodeOp({ ...unsigned, sig });
+      return seal(opBytes, this.topic, epoch, aes, this.o.rng.randomBytes(12));
+    });
+    const outcome = await this.accept(sealed);
+    return { kind: 'written', sealed, opId: sha256(sealed) as OpId, outcome };
+  }
+
+  /** The sealed bytes of an accepted op (what sync serves), from the store. */
+  async sealedOf(opId: OpId): Promise<Uint8Array | undefined> {
+    return (await this.o.storage.getOp(this.o.space, opId))?.sealed;
+  }
+
+  /** The signed op bytes of every audit-log entry: a bundle anyone can verify (section 5). */
+  async auditBundle(): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = [];
+    for (const e of this.state.auditLog()) {
+      const s = await this.o.storage.getOp(this.o.space, e.opId as OpId);
+      if (s !== undefined) out.push(s.op);
+    }
+    return out;
+  }
+}
+
+function missingOf(h: Held): OpId[] {
+  return [...h.missing].map((m) => keyBytes(m) as OpId).sort(compareBytes);
+}
+
+/**
+ * The signed bytes of an op, cut from its canonical encoding: the 10-item array minus its last
+ * item (the 64-byte signature, `58 40` + 64 bytes), re-headed as a 9-item array.
+ */
+export function unsignedBytes(plain: Uint8Array): Uint8Array {
+  return concatBytes(OP_SIG_CONTEXT, new Uint8Array([0x89]), plain.subarray(1, plain.length - 66));
+}

@@ -1,0 +1,789 @@
+/**
+ * The reducer (ARCHITECTURE.md section 5): the state of one Space as a function of its set of
+ * accepted ops. It is incremental — each op is applied once, in acceptance order — and every
+ * rule is a function of the *set* (order keys, causal pasts, add-wins sets), so any two
+ * replicas that accepted the same ops hold the same state whatever the order they arrived
+ * in. `canonicalState()` encodes that state to bytes for comparison.
+ *
+ * `check` decides whether an op is authorized, looking only at its causal past, and is
+ * called before `apply`; `apply` never refuses.
+ */
+import { type CborValue, encode } from '../protocol/cbor.js';
+import {
+  type BlobRef,
+  type DeviceId,
+  type EpochRef,
+  type OpKind,
+  type Role,
+  type SignedOp,
+  type UserId,
+  bytesKey,
+  keyBytes,
+} from '../protocol/index.js';
+import {
+  type AuthState,
+  type ControlPast,
+  type ControlRecord,
+  ControlPasts,
+  RANK,
+  type Rank,
+  computeAuth,
+  isControlKind,
+} from './control.js';
+import { FLAG_LATE, OpTable } from './optable.js';
+import { type CollabDoc, applyCollabChange, collabText, loadCollab } from './collab.js';
+
+/** Why an op was refused by the reducer's checks. */
+export type CheckReason =
+  | 'invalid' // structurally valid but impossible (a second genesis, an op before the genesis)
+  | 'unauthorized' // the author's role in the op's causal past does not allow it
+  | 'muted' // the author is muted or timed out at the op's time
+  | 'banned' // the author is banned in the op's causal past
+  | 'not-member' // the author's removal is in the op's causal past but the op claims an older epoch
+  | 'invalid-target' // the post, thread, channel or invite it acts on is not in its causal past
+  | 'duplicate-id'; // it re-creates an id that already exists in its causal past
+
+export interface CheckResult {
+  readonly reason: CheckReason;
+  readonly detail: string;
+}
+
+interface PostCreate {
+  readonly idx: number;
+  readonly user: number;
+  readonly channel: string;
+  readonly thread: string | null;
+  readonly parent: string | null;
+  readonly text: string;
+  readonly body: BlobRef | null;
+  readonly attachments: readonly BlobRef[];
+  readonly collab: Uint8Array | null;
+}
+
+interface PostEdit {
+  readonly idx: number;
+  readonly user: number;
+  readonly text: string | null;
+  readonly change: Uint8Array | null;
+}
+
+interface PostDelete {
+  readonly idx: number;
+  readonly user: number;
+  readonly reason: string;
+}
+
+interface PostRec {
+  creates: PostCreate[];
+  edits: PostEdit[] | undefined;
+  deletes: PostDelete[] | undefined;
+  doc: { doc: CollabDoc; applied: number; create: number } | undefined;
+}
+
+interface ThreadCreate {
+  readonly idx: number;
+  readonly user: number;
+  readonly channel: string;
+  readonly title: string;
+  readonly root: string | null;
+}
+
+/** A post as a reader sees it. */
+export interface PostView {
+  readonly postId: Uint8Array;
+  readonly opId: Uint8Array;
+  readonly channel: Uint8Array;
+  readonly thread: Uint8Array | null;
+  readonly parent: Uint8Array | null;
+  readonly author: UserId;
+  readonly wallMs: number;
+  /** The current text (the last valid edit, or the merged collaborative document). */
+  readonly text: string;
+  readonly body: BlobRef | null;
+  readonly attachments: readonly BlobRef[];
+  readonly collab: boolean;
+  /** Earlier texts, oldest first, then the current one: one entry per version. */
+  readonly history: readonly { readonly opId: Uint8Array; readonly text: string; readonly wallMs: number }[];
+  readonly edited: boolean;
+  readonly deleted: boolean;
+  /** Who deleted it (the author or a moderator), when deleted. */
+  readonly deletedBy: UserId | null;
+  /** Written before its author's removal but first seen by the remover after it (section 4 step 5). */
+  readonly lateAfterRemoval: boolean;
+}
+
+export interface ThreadView {
+  readonly threadId: Uint8Array;
+  readonly channel: Uint8Array;
+  readonly title: string;
+  readonly root: Uint8Array | null;
+  readonly author: UserId;
+  readonly wallMs: number;
+  readonly lateAfterRemoval: boolean;
+}
+
+export interface ChannelView {
+  readonly channelId: Uint8Array;
+  readonly name: string;
+  readonly topic: string;
+  readonly type: 'chat' | 'forum';
+  readonly archived: boolean;
+}
+
+export interface AuditEntry {
+  readonly opId: Uint8Array;
+  readonly kind: OpKind;
+  readonly author: UserId;
+  readonly target: UserId | null;
+  readonly reason: string;
+  readonly epoch: EpochRef;
+  readonly wallMs: number;
+  readonly sig: Uint8Array;
+}
+
+export interface MemberRoleView {
+  readonly user: UserId;
+  readonly roles: readonly Role[];
+}
+
+export interface ModerationView {
+  readonly user: UserId;
+  readonly muted: { readonly untilMs: number | null; readonly kind: 'Mute' | 'Timeout' } | null;
+  readonly banned: boolean;
+}
+
+const CONTENT_KINDS = new Set<OpKind>(['CreateThread', 'CreatePost', 'EditPost']);
+const MODERATION_ON_USER = new Set<OpKind>(['RemoveMember', 'Ban', 'Unban', 'Mute', 'Unmute', 'Timeout']);
+
+/** Context of one op under check/apply, computed once by the pipeline. */
+export interface OpContext {
+  readonly op: SignedOp;
+  readonly opId: Uint8Array;
+  /** Acceptance indices of the deps. */
+  readonly deps: readonly number[];
+  /** Control ops in the causal past. */
+  readonly past: ControlPast;
+}
+
+export class SpaceState {
+  readonly table = new OpTable();
+  readonly pasts = new ControlPasts();
+  /** Control ops in the causal past of each op, including the op itself when it is one. */
+  private readonly pastIncl: ControlPast[] = [];
+  private readonly control = new Map<number, ControlRecord>();
+  private allControl: ControlPast;
+  private readonly posts = new Map<string, PostRec>();
+  private readonly threads = new Map<string, ThreadCreate[]>();
+  /** Moderator deletes of others' posts, for the audit log. */
+  private readonly modDeletes: number[] = [];
+  private readonly deleteMeta = new Map<number, { sig: Uint8Array; epoch: EpochRef; target: number }>();
+  /** For a target op: a later op known to have it in its causal past (shortens ancestry walks). */
+  private readonly witness = new Map<number, number>();
+
+  constructor() {
+    this.allControl = this.pasts.empty;
+  }
+
+  get size(): number {
+    return this.table.count;
+  }
+
+  /** Control ops in the causal past of the given ops (including them). */
+  pastOfDeps(deps: readonly number[]): ControlPast {
+    return this.pasts.union(deps.map((d) => this.pastIncl[d] as ControlPast));
+  }
+
+  private record = (idx: number): ControlRecord => this.control.get(idx) as ControlRecord;
+
+  authAt(past: ControlPast): AuthState {
+    past.auth ??= computeAuth(this.table, past.ops, this.record);
+    return past.auth;
+  }
+
+  /** The authority in force now: every accepted control op. */
+  current(): AuthState {
+    return this.authAt(this.allControl);
+  }
+
+  private userIdx(u: Uint8Array): number {
+    return this.table.users.intern(bytesKey(u));
+  }
+
+  /** Targets found in the causal past of the op under check; it becomes their witness if applied. */
+  private confirmed: number[] = [];
+
+  /** Whether `target` is in the causal past of an op with these deps. */
+  private inPast(deps: readonly number[], target: number): boolean {
+    if (deps.includes(target)) return true;
+    const w = this.witness.get(target);
+    const found =
+      (w !== undefined && (deps.includes(w) || this.table.reaches(deps, w))) ||
+      this.table.reaches(deps, target);
+    if (found) this.confirmed.push(target);
+    return found;
+  }
+
+  /** The first (in total order) create of a post that is in the causal past of `deps`. */
+  private postInPast(key: string, deps: readonly number[]): PostCreate | undefined {
+    const rec = this.posts.get(key);
+    if (rec === undefined) return undefined;
+    let found: PostCreate | undefined;
+    for (const c of rec.creates) {
+      if ((found === undefined || this.table.compare(c.idx, found.idx) < 0) && this.inPast(deps, c.idx))
+        found = c;
+    }
+    return found;
+  }
+
+  /** Decides whether `ctx.op` is authorized by its causal past. `undefined` means yes. */
+  check(ctx: OpContext): CheckResult | undefined {
+    const { op, deps, past } = ctx;
+    const fail = (reason: CheckReason, detail: string): CheckResult => ({ reason, detail });
+    this.confirmed = [];
+    if (op.kind === 'CreateSpace') {
+      if (deps.length !== 0 || op.epoch.epoch !== 0)
+        return fail('invalid', 'the genesis has no deps and epoch 0');
+      return undefined;
+    }
+    if (deps.length === 0) return fail('invalid', 'only the genesis has no deps');
+    const auth = this.authAt(past);
+    if (auth.genesis === undefined) return fail('invalid', 'no genesis in the causal past');
+    const user = this.userIdx(op.cert.user);
+    if (auth.banned(user)) return fail('banned', 'the author is banned in the causal past');
+    for (const r of auth.removals.get(user) ?? []) {
+      if (r.body.atEpoch > op.epoch.epoch) {
+        return fail('not-member', 'the author saw its own removal and wrote with an older epoch');
+      }
+    }
+    if (CONTENT_KINDS.has(op.kind) && auth.mutedAt(user, op.hlc.wallMs)) {
+      return fail('muted', 'the author is muted or timed out at this time');
+    }
+    const rank = auth.rank(user);
+    const atLeast = (r: Rank, what: string) => (rank >= r ? undefined : fail('unauthorized', what));
+    switch (op.kind) {
+      case 'CreateChannel':
+      case 'SetSpaceSettings':
+        return atLeast(RANK.admin, `${op.kind} needs an admin`);
+      case 'EditChannel':
+        if (!auth.channels.has(bytesKey(op.body.channel))) return fail('invalid-target', 'unknown channel');
+        return atLeast(RANK.admin, 'EditChannel needs an admin');
+      case 'AssignRole':
+      case 'RevokeRole':
+        return atLeast(RANK.admin, 'only admins assign and revoke roles');
+      case 'CreateInvite':
+        return op.body.role === 'moderator'
+          ? atLeast(RANK.admin, 'only admins invite moderators')
+          : undefined;
+      case 'RevokeInvite': {
+        const inv = auth.invites.get(bytesKey(op.body.invite));
+        if (inv === undefined) return fail('invalid-target', 'unknown invite');
+        return inv.create.user === user ? undefined : atLeast(RANK.moderator, 'revoking needs a moderator');
+      }
+      case 'RemoveMember':
+      case 'Ban':
+      case 'Unban':
+      case 'Mute':
+      case 'Unmute':
+      case 'Timeout': {
+        const target = this.userIdx(op.body.user);
+        if (rank < RANK.moderator) return fail('unauthorized', `${op.kind} needs a moderator`);
+        if (auth.rank(target) >= rank)
+          return fail('unauthorized', `${op.kind} of a user of equal or higher role`);
+        return undefined;
+      }
+      case 'KeyHistory':
+        return undefined;
+      case 'CreateThread': {
+        const ch = auth.channels.get(bytesKey(op.body.channel));
+        if (ch === undefined || ch.archived) return fail('invalid-target', 'unknown or archived channel');
+        const tk = bytesKey(op.body.thread);
+        for (const t of this.threads.get(tk) ?? []) {
+          if (this.inPast(deps, t.idx)) return fail('duplicate-id', 'thread id exists in the causal past');
+        }
+        if (op.body.root !== null) {
+          const root = this.postInPast(bytesKey(op.body.root), deps);
+          if (root?.channel !== bytesKey(op.body.channel)) return fail('invalid-target', 'unknown root post');
+        }
+        return undefined;
+      }
+      case 'CreatePost': {
+        const chKey = bytesKey(op.body.channel);
+        const ch = auth.channels.get(chKey);
+        if (ch === undefined || ch.archived) return fail('invalid-target', 'unknown or archived channel');
+        const pk = bytesKey(op.body.post);
+        if (this.posts.has(pk) && this.postInPast(pk, deps) !== undefined) {
+          return fail('duplicate-id', 'post id exists in the causal past');
+        }
+        if (op.body.thread !== null) {
+          const tk = bytesKey(op.body.thread);
+          const t = (this.threads.get(tk) ?? []).find((x) => x.channel === chKey && this.inPast(deps, x.idx));
+          if (t === undefined) return fail('invalid-target', 'unknown thread');
+        } else if (ch.create.body.type === 'forum') {
+          return fail('invalid-target', 'a forum post belongs to a thread');
+        }
+        if (op.body.parent !== null) {
+          const parent = this.postInPast(bytesKey(op.body.parent), deps);
+          if (parent?.channel !== chKey) return fail('invalid-target', 'unknown parent post');
+        }
+        return undefined;
+      }
+      case 'EditPost': {
+        const target = this.postInPast(bytesKey(op.body.post), deps);
+        if (target === undefined) return fail('invalid-target', 'unknown post');
+        if (target.collab !== null) {
+          if (op.body.change === null) return fail('invalid-target', 'a collaborative post takes changes');
+          return undefined;
+        }
+        if (op.body.text === null) return fail('invalid-target', 'a plain post takes text');
+        return target.user === user ? undefined : fail('unauthorized', 'only the author edits a post');
+      }
+      case 'DeletePost': {
+        const target = this.postInPast(bytesKey(op.body.post), deps);
+        if (target === undefined) return fail('invalid-target', 'unknown post');
+        return target.user === user
+          ? undefined
+          : atLeast(RANK.moderator, "deleting another's post needs a moderator");
+      }
+    }
+  }
+
+  /** Applies an op that passed `check`. Returns its acceptance index and whether it is late. */
+  apply(ctx: OpContext): { idx: number; late: boolean } {
+    const { op, deps, past } = ctx;
+    const idx = this.table.add(
+      ctx.opId,
+      op.hlc,
+      op.epoch.epoch,
+      bytesKey(op.cert.user),
+      bytesKey(op.author),
+      deps,
+    );
+    const user = this.table.user(idx);
+    for (const t of this.confirmed) this.witness.set(t, idx);
+    this.confirmed = [];
+    let late = false;
+
+    if (isControlKind(op.kind)) {
+      const auth = op.kind === 'CreateSpace' ? undefined : this.authAt(past);
+      const rec = {
+        idx,
+        kind: op.kind,
+        body: op.body,
+        user,
+        rank: auth === undefined ? RANK.admin : auth.rank(user),
+        past,
+        opId: ctx.opId,
+        sig: op.sig,
+        epoch: op.epoch,
+        hlc: op.hlc,
+      } as ControlRecord;
+      this.control.set(idx, rec);
+      this.pastIncl.push(this.pasts.with(past, idx));
+      this.allControl = this.pasts.with(this.allControl, idx);
+      if (rec.kind === 'RemoveMember' || rec.kind === 'Ban')
+        this.markLate(idx, rec.body.user, rec.body.atEpoch);
+    } else {
+      this.pastIncl.push(past);
+      late = this.lateOnArrival(user, op.epoch.epoch);
+      if (late) this.table.setFlag(idx, FLAG_LATE);
+      switch (op.kind) {
+        case 'CreateThread': {
+          const k = bytesKey(op.body.thread);
+          const t: ThreadCreate = {
+            idx,
+            user,
+            channel: bytesKey(op.body.channel),
+            title: op.body.title,
+            root: op.body.root === null ? null : bytesKey(op.body.root),
+          };
+          const list = this.threads.get(k);
+          if (list === undefined) this.threads.set(k, [t]);
+          else list.push(t);
+          break;
+        }
+        case 'CreatePost': {
+          const b = op.body;
+          const c: PostCreate = {
+            idx,
+            user,
+            channel: bytesKey(b.channel),
+            thread: b.thread === null ? null : bytesKey(b.thread),
+            parent: b.parent === null ? null : bytesKey(b.parent),
+            text: b.text,
+            body: b.body,
+            attachments: b.attachments,
+            collab: b.collab,
+          };
+          const k = bytesKey(b.post);
+          const rec = this.posts.get(k);
+          if (rec === undefined)
+            this.posts.set(k, { creates: [c], edits: undefined, deletes: undefined, doc: undefined });
+          else rec.creates.push(c);
+          break;
+        }
+        case 'EditPost': {
+          const rec = this.posts.get(bytesKey(op.body.post)) as PostRec;
+          (rec.edits ??= []).push({ idx, user, text: op.body.text, change: op.body.change });
+          break;
+        }
+        case 'DeletePost': {
+          const rec = this.posts.get(bytesKey(op.body.post)) as PostRec;
+          (rec.deletes ??= []).push({ idx, user, reason: op.body.reason });
+          const target = this.postInPast(bytesKey(op.body.post), deps);
+          if (target !== undefined && target.user !== user) {
+            this.modDeletes.push(idx);
+            this.deleteMeta.set(idx, { sig: op.sig, epoch: op.epoch, target: target.user });
+          }
+          break;
+        }
+        case 'KeyHistory':
+          break;
+      }
+    }
+    return { idx, late };
+  }
+
+  /** An op first seen after its author's removal (which did not see it) is late. */
+  private lateOnArrival(user: number, epoch: number): boolean {
+    for (const r of this.current().removals.get(user) ?? []) if (r.body.atEpoch > epoch) return true;
+    return false;
+  }
+
+  /** On a removal: the removed user's earlier-epoch ops that the remover had not seen are late. */
+  private markLate(removal: number, target: UserId, atEpoch: number): void {
+    const u = this.table.users.get(bytesKey(target));
+    if (u === undefined) return;
+    const t = this.table;
+    const candidates: number[] = [];
+    for (let i = 0; i < removal; i++) {
+      if (t.user(i) === u && t.epoch(i) < atEpoch && !this.control.has(i)) candidates.push(i);
+    }
+    if (candidates.length === 0) return;
+    const seen = new Set<number>();
+    t.walkPast(t.deps(removal), (i) => {
+      if (t.user(i) === u) seen.add(i);
+    });
+    for (const i of candidates) if (!seen.has(i)) t.setFlag(i, FLAG_LATE);
+  }
+
+  // ---------------- views ----------------
+
+  private userId(u: number): UserId {
+    return keyBytes(this.table.users.keys[u] as string) as UserId;
+  }
+
+  private opId(idx: number): Uint8Array {
+    return keyBytes(this.table.ids[idx] as string);
+  }
+
+  private winner<T extends { idx: number }>(list: readonly T[]): T {
+    let best = list[0] as T;
+    for (const x of list) if (this.table.compare(x.idx, best.idx) < 0) best = x;
+    return best;
+  }
+
+  private sortByOrder<T extends { idx: number }>(list: readonly T[]): T[] {
+    return [...list].sort((a, b) => this.table.compare(a.idx, b.idx));
+  }
+
+  private postView(key: string, rec: PostRec): PostView {
+    const c = this.winner(rec.creates);
+    const history: { opId: Uint8Array; text: string; wallMs: number }[] = [];
+    let text = c.text;
+    if (c.collab !== null) {
+      const validEdits = rec.edits ?? [];
+      if (rec.doc?.create !== c.idx || rec.doc.applied !== validEdits.length) {
+        const loaded = loadCollab(c.collab);
+        // The creation was checked on acceptance, so it loads.
+        if (!loaded.ok) throw new Error('a stored collaborative post does not load');
+        let doc = loaded.doc;
+        // Automerge merges changes in any order to the same document; ours is acceptance order.
+        for (const e of validEdits) {
+          if (e.change === null) continue;
+          const r = applyCollabChange(doc, e.change);
+          if (r.ok) doc = r.doc;
+        }
+        rec.doc = { doc, applied: validEdits.length, create: c.idx };
+      }
+      text = collabText(rec.doc.doc);
+      history.push({ opId: this.opId(c.idx), text, wallMs: this.table.wallMs(c.idx) });
+    } else {
+      history.push({ opId: this.opId(c.idx), text: c.text, wallMs: this.table.wallMs(c.idx) });
+      for (const e of this.sortByOrder(rec.edits ?? [])) {
+        if (e.user !== c.user || e.text === null) continue;
+        text = e.text;
+        history.push({ opId: this.opId(e.idx), text: e.text, wallMs: this.table.wallMs(e.idx) });
+      }
+    }
+    // Every accepted delete was authorized in its causal past; the first in order names the deleter.
+    const deletedBy = rec.deletes === undefined ? undefined : this.winner(rec.deletes).user;
+    return {
+      postId: keyBytes(key),
+      opId: this.opId(c.idx),
+      channel: keyBytes(c.channel),
+      thread: c.thread === null ? null : keyBytes(c.thread),
+      parent: c.parent === null ? null : keyBytes(c.parent),
+      author: this.userId(c.user),
+      wallMs: this.table.wallMs(c.idx),
+      text,
+      body: c.body,
+      attachments: c.attachments,
+      collab: c.collab !== null,
+      history,
+      edited: history.length > 1 || (c.collab !== null && (rec.edits?.length ?? 0) > 0),
+      deleted: deletedBy !== undefined,
+      deletedBy: deletedBy === undefined ? null : this.userId(deletedBy),
+      lateAfterRemoval: (this.table.flags(c.idx) & FLAG_LATE) !== 0,
+    };
+  }
+
+  /** The merged document of a collaborative post (to make the next edit from), if it is one. */
+  collabDoc(postId: Uint8Array): CollabDoc | undefined {
+    const k = bytesKey(postId);
+    const rec = this.posts.get(k);
+    if (rec === undefined) return undefined;
+    this.postView(k, rec);
+    return rec.doc?.doc;
+  }
+
+  /** One post, or undefined if it does not exist. Deleted posts are returned with `deleted`. */
+  post(postId: Uint8Array): PostView | undefined {
+    const k = bytesKey(postId);
+    const rec = this.posts.get(k);
+    return rec === undefined ? undefined : this.postView(k, rec);
+  }
+
+  /**
+   * Posts of a channel (and thread, when given; `null` for the channel's top level) in display
+   * order (the total order of their creation). Tombstones only with `includeDeleted`.
+   */
+  postsIn(channel: Uint8Array, thread?: Uint8Array | null, includeDeleted = false): PostView[] {
+    const ch = bytesKey(channel);
+    const th = thread === undefined ? undefined : thread === null ? null : bytesKey(thread);
+    const out: { idx: number; view: PostView }[] = [];
+    for (const [k, rec] of this.posts) {
+      const c = this.winner(rec.creates);
+      if (c.channel !== ch || (th !== undefined && c.thread !== th)) continue;
+      const view = this.postView(k, rec);
+      if (view.deleted && !includeDeleted) continue;
+      out.push({ idx: c.idx, view });
+    }
+    return this.sortByOrder(out).map((x) => x.view);
+  }
+
+  allPosts(): PostView[] {
+    const out: { idx: number; view: PostView }[] = [];
+    for (const [k, rec] of this.posts)
+      out.push({ idx: this.winner(rec.creates).idx, view: this.postView(k, rec) });
+    return this.sortByOrder(out).map((x) => x.view);
+  }
+
+  threadsIn(channel: Uint8Array): ThreadView[] {
+    const ch = bytesKey(channel);
+    const out: { idx: number; view: ThreadView }[] = [];
+    for (const [k, list] of this.threads) {
+      const t = this.winner(list);
+      if (t.channel !== ch) continue;
+      out.push({
+        idx: t.idx,
+        view: {
+          threadId: keyBytes(k),
+          channel: keyBytes(t.channel),
+          title: t.title,
+          root: t.root === null ? null : keyBytes(t.root),
+          author: this.userId(t.user),
+          wallMs: this.table.wallMs(t.idx),
+          lateAfterRemoval: (this.table.flags(t.idx) & FLAG_LATE) !== 0,
+        },
+      });
+    }
+    return this.sortByOrder(out).map((x) => x.view);
+  }
+
+  channels(): ChannelView[] {
+    const out: { idx: number; view: ChannelView }[] = [];
+    for (const [k, c] of this.current().channels) {
+      out.push({
+        idx: c.create.idx,
+        view: {
+          channelId: keyBytes(k),
+          name: c.name,
+          topic: c.topic,
+          type: c.create.body.type,
+          archived: c.archived,
+        },
+      });
+    }
+    return this.sortByOrder(out).map((x) => x.view);
+  }
+
+  roles(): MemberRoleView[] {
+    const out: MemberRoleView[] = [];
+    for (const [u, set] of this.current().roles) out.push({ user: this.userId(u), roles: [...set].sort() });
+    return out.sort((a, b) => (bytesKey(a.user) < bytesKey(b.user) ? -1 : 1));
+  }
+
+  roleOf(user: UserId): 'admin' | 'moderator' | 'member' {
+    const u = this.table.users.get(bytesKey(user));
+    const r = u === undefined ? 0 : this.current().rank(u);
+    return r === 2 ? 'admin' : r === 1 ? 'moderator' : 'member';
+  }
+
+  moderation(nowMs: number): ModerationView[] {
+    const a = this.current();
+    const users = new Set<number>([...a.muteWinner.keys(), ...a.banWinner.keys()]);
+    const out: ModerationView[] = [];
+    for (const u of users) {
+      const m = a.muteWinner.get(u);
+      const muted =
+        m !== undefined && m.kind !== 'Unmute' && (m.body.untilMs === null || nowMs < m.body.untilMs)
+          ? { untilMs: m.body.untilMs, kind: m.kind }
+          : null;
+      out.push({ user: this.userId(u), muted, banned: a.banned(u) });
+    }
+    return out.sort((x, y) => (bytesKey(x.user) < bytesKey(y.user) ? -1 : 1));
+  }
+
+  /** Whether `user` may post at `wallMs` according to everything accepted so far. */
+  isMutedAt(user: UserId, wallMs: number): boolean {
+    const u = this.table.users.get(bytesKey(user));
+    return u !== undefined && this.current().mutedAt(u, wallMs);
+  }
+
+  isBanned(user: UserId): boolean {
+    const u = this.table.users.get(bytesKey(user));
+    return u !== undefined && this.current().banned(u);
+  }
+
+  settings() {
+    return this.current().settings;
+  }
+
+  creator(): UserId | undefined {
+    const g = this.current().genesis;
+    return g === undefined ? undefined : this.userId(g.user);
+  }
+
+  invites() {
+    return [...this.current().invites.values()]
+      .sort((a, b) => this.table.compare(a.create.idx, b.create.idx))
+      .map((i) => ({ ...i.create.body, creator: this.userId(i.create.user), revoked: i.revoked }));
+  }
+
+  /** The audit log (section 5): every moderation op with its author, epoch and signature, in order. */
+  auditLog(): AuditEntry[] {
+    const entries: { idx: number; e: AuditEntry }[] = [];
+    for (const r of this.control.values()) {
+      const target = MODERATION_ON_USER.has(r.kind) || r.kind === 'AssignRole' || r.kind === 'RevokeRole';
+      const body = r.body as { user?: UserId; reason?: string };
+      entries.push({
+        idx: r.idx,
+        e: {
+          opId: r.opId,
+          kind: r.kind,
+          author: this.userId(r.user),
+          target: target && body.user !== undefined ? body.user : null,
+          reason: body.reason ?? '',
+          epoch: r.epoch,
+          wallMs: r.hlc.wallMs,
+          sig: r.sig,
+        },
+      });
+    }
+    for (const idx of this.modDeletes) {
+      const m = this.deleteMeta.get(idx);
+      if (m === undefined) continue;
+      entries.push({
+        idx,
+        e: {
+          opId: this.opId(idx),
+          kind: 'DeletePost',
+          author: this.userId(this.table.user(idx)),
+          target: this.userId(m.target),
+          reason: '',
+          epoch: m.epoch,
+          wallMs: this.table.wallMs(idx),
+          sig: m.sig,
+        },
+      });
+    }
+    return this.sortByOrder(entries).map((x) => x.e);
+  }
+
+  /** Every accepted op id, in acceptance order. */
+  opIds(): Uint8Array[] {
+    return this.table.ids.map(keyBytes);
+  }
+
+  /**
+   * The whole state as canonical CBOR: equal bytes on two replicas mean equal state. Holds
+   * everything a reader can observe (space, roles, moderation, channels, threads, posts with
+   * their history, tombstones and late marks, invites, the audit log), each list sorted by id.
+   */
+  canonicalState(nowMs = 0): Uint8Array {
+    const s = this.settings();
+    const creator = this.creator();
+    const byKey = <T>(list: T[], key: (x: T) => Uint8Array) =>
+      list.sort((a, b) => {
+        const x = bytesKey(key(a));
+        const y = bytesKey(key(b));
+        return x < y ? -1 : x > y ? 1 : 0;
+      });
+    const blob = (b: BlobRef): CborValue => [b.hash, b.key, b.size, b.mime, b.name];
+    const value: CborValue = [
+      [creator ?? null, s.name, s.description, s.historyVisibility],
+      this.roles().map((r) => [r.user, [...r.roles]]),
+      this.moderation(nowMs).map((m) => [
+        m.user,
+        m.muted === null ? null : [m.muted.kind, m.muted.untilMs],
+        m.banned,
+      ]),
+      byKey(this.channels(), (c) => c.channelId).map((c) => [
+        c.channelId,
+        c.name,
+        c.topic,
+        c.type,
+        c.archived,
+      ]),
+      byKey([...this.threads.keys()].map(keyBytes), (x) => x).map((k) => {
+        const t = this.winner(this.threads.get(bytesKey(k)) ?? []);
+        return [
+          k,
+          keyBytes(t.channel),
+          t.title,
+          t.root === null ? null : keyBytes(t.root),
+          this.userId(t.user),
+          (this.table.flags(t.idx) & FLAG_LATE) !== 0,
+        ];
+      }),
+      byKey(this.allPosts(), (p) => p.postId).map((p) => [
+        p.postId,
+        p.opId,
+        p.channel,
+        p.thread,
+        p.parent,
+        p.author,
+        p.text,
+        p.body === null ? null : blob(p.body),
+        p.attachments.map(blob),
+        p.history.map((h) => [h.opId, h.text]),
+        p.deleted,
+        p.deletedBy,
+        p.lateAfterRemoval,
+      ]),
+      this.invites().map((i) => [
+        i.invite,
+        i.mailbox,
+        i.expiresAtMs,
+        i.maxUses,
+        i.role,
+        i.creator,
+        i.revoked,
+      ]),
+      this.auditLog().map((a) => [a.opId, a.kind, a.author, a.target, a.reason]),
+    ];
+    return encode(value);
+  }
+}
+
+export type { DeviceId };

@@ -1,0 +1,145 @@
+/**
+ * The sealed envelope (ARCHITECTURE.md section 3): what relays store and forward.
+ *
+ *   Sealed = [topic, [epoch, commitHash], nonce, aead(K_epoch, op ‖ padding, ad = topic ‖ epoch)]
+ *
+ * The whole encoding is exactly one padding bucket long, so a relay learns only the bucket.
+ * Padding is ISO/IEC 7816-4 (0x80 then zeros), unambiguous for any op bytes.
+ */
+import { type CborValue, decode, encode } from './cbor.js';
+import { SealError } from './errors.js';
+import { type EpochRef, type TopicId, HASH_BYTES, bufferSource, concatBytes } from './ids.js';
+import { MAX_SEALED_BYTES, SEAL_BUCKETS } from './limits.js';
+import { epochBytes } from './op.js';
+
+export const NONCE_BYTES = 12;
+export const TAG_BYTES = 16;
+
+export interface SealedEnvelope {
+  readonly topic: TopicId;
+  readonly epoch: EpochRef;
+  readonly nonce: Uint8Array;
+  readonly ciphertext: Uint8Array;
+}
+
+function headLength(arg: number): number {
+  if (arg < 24) return 1;
+  if (arg < 0x100) return 2;
+  if (arg < 0x10000) return 3;
+  if (arg < 0x100000000) return 5;
+  return 9;
+}
+
+/** The ciphertext length that makes the envelope exactly `bucket` bytes, or undefined. */
+function ciphertextLengthFor(bucket: number, epoch: number): number | undefined {
+  const fixed = 1 + (2 + HASH_BYTES) + (1 + headLength(epoch) + 2 + HASH_BYTES) + (1 + NONCE_BYTES);
+  for (const h of [2, 3, 5]) {
+    const len = bucket - fixed - h;
+    if (len > 0 && headLength(len) === h) return len;
+  }
+  return undefined;
+}
+
+/** Associated data binding a ciphertext to its topic and epoch. */
+export function sealAd(topic: TopicId, epoch: EpochRef): Uint8Array {
+  return concatBytes(topic, epochBytes(epoch));
+}
+
+export function encodeSealed(env: SealedEnvelope): Uint8Array {
+  return encode([env.topic, [env.epoch.epoch, env.epoch.commitHash], env.nonce, env.ciphertext]);
+}
+
+/** Decodes an envelope. Throws `CodecError` (bad CBOR) or `SealError('bad-envelope')`. */
+export function decodeSealed(bytes: Uint8Array): SealedEnvelope {
+  if (bytes.length > MAX_SEALED_BYTES) throw new SealError('too-large', `sealed op of ${bytes.length} bytes`);
+  if (!SEAL_BUCKETS.includes(bytes.length))
+    throw new SealError('bad-envelope', 'length is not a padding bucket');
+  const v = decode(bytes);
+  const bad = (what: string): never => {
+    throw new SealError('bad-envelope', what);
+  };
+  if (!Array.isArray(v) || v.length !== 4) bad('expected an array of 4');
+  const [topic, epoch, nonce, ct] = v as readonly CborValue[];
+  if (!(topic instanceof Uint8Array) || topic.length !== HASH_BYTES) bad('topic');
+  if (!Array.isArray(epoch) || epoch.length !== 2) bad('epoch');
+  const [num, hash] = epoch as readonly CborValue[];
+  if (typeof num !== 'number' || num < 0) bad('epoch number');
+  if (!(hash instanceof Uint8Array) || hash.length !== HASH_BYTES) bad('epoch commit hash');
+  if (!(nonce instanceof Uint8Array) || nonce.length !== NONCE_BYTES) bad('nonce');
+  if (!(ct instanceof Uint8Array) || ct.length < TAG_BYTES + 1) bad('ciphertext');
+  return {
+    topic: topic as TopicId,
+    epoch: { epoch: num as number, commitHash: hash as Uint8Array },
+    nonce: nonce as Uint8Array,
+    ciphertext: ct as Uint8Array,
+  };
+}
+
+/** Imports a raw 32-byte epoch key for AES-256-GCM. */
+export async function importEpochKey(raw: Uint8Array): Promise<CryptoKey> {
+  if (raw.length !== 32) throw new SealError('bad-seal', 'epoch key must be 32 bytes');
+  return globalThis.crypto.subtle.importKey('raw', bufferSource(raw), 'AES-GCM', false, [
+    'encrypt',
+    'decrypt',
+  ]);
+}
+
+/**
+ * Seals canonical op bytes under the epoch key into the smallest bucket that fits.
+ * Throws `SealError('too-large')` when no bucket fits (a bug: ops are limited before this).
+ */
+export async function seal(
+  opBytes: Uint8Array,
+  topic: TopicId,
+  epoch: EpochRef,
+  key: CryptoKey,
+  nonce: Uint8Array,
+): Promise<Uint8Array> {
+  if (nonce.length !== NONCE_BYTES) throw new SealError('bad-seal', 'nonce must be 12 bytes');
+  for (const bucket of SEAL_BUCKETS) {
+    const ctLen = ciphertextLengthFor(bucket, epoch.epoch);
+    if (ctLen === undefined || ctLen - TAG_BYTES < opBytes.length + 1) continue;
+    const padded = new Uint8Array(ctLen - TAG_BYTES);
+    padded.set(opBytes);
+    padded[opBytes.length] = 0x80;
+    const ct = new Uint8Array(
+      await globalThis.crypto.subtle.encrypt(
+        { name: 'AES-GCM', iv: bufferSource(nonce), additionalData: bufferSource(sealAd(topic, epoch)) },
+        key,
+        padded,
+      ),
+    );
+    const out = encodeSealed({ topic, epoch, nonce, ciphertext: ct });
+    if (out.length !== bucket) throw new Error(`seal: envelope is ${out.length} bytes, bucket ${bucket}`);
+    return out;
+  }
+  throw new SealError('too-large', `op of ${opBytes.length} bytes fits no bucket`);
+}
+
+/**
+ * Opens an envelope: the op bytes with padding removed. Throws `SealError('bad-seal')` when
+ * the key, nonce, associated data or ciphertext do not match, `'bad-padding'` when the
+ * plaintext does not end in valid padding.
+ */
+export async function open(env: SealedEnvelope, key: CryptoKey): Promise<Uint8Array> {
+  let plain: Uint8Array;
+  try {
+    plain = new Uint8Array(
+      await globalThis.crypto.subtle.decrypt(
+        {
+          name: 'AES-GCM',
+          iv: bufferSource(env.nonce),
+          additionalData: bufferSource(sealAd(env.topic, env.epoch)),
+        },
+        key,
+        bufferSource(env.ciphertext),
+      ),
+    );
+  } catch {
+    throw new SealError('bad-seal', 'authentication failed');
+  }
+  let end = plain.length - 1;
+  while (end >= 0 && plain[end] === 0) end--;
+  if (end < 0 || plain[end] !== 0x80) throw new SealError('bad-padding', 'no padding marker');
+  return plain.subarray(0, end);
+}
