@@ -6,10 +6,15 @@
  * Run: npm run bench:core   (node --expose-gc, so heap figures are after a full collection)
  * Last line: {"opsPerSec10k","opsPerSec100k","rawVerifyPerSec","heapBytesPerOp"}
  */
+import { writeFileSync } from 'node:fs';
+import inspector from 'node:inspector';
 import os from 'node:os';
 import { webCryptoEd25519 } from '../shared/src/crypto/ed25519-webcrypto.js';
 import { sha256, topicId } from '../shared/src/crypto/sha256.js';
 import { memoryStorage } from '../shared/src/ports/storage.memory.js';
+import { webCryptoAead } from '../shared/src/ports/aead.js';
+import { nodeAead } from '../shared/src/crypto/aead.node.js';
+import { nodeSha256 } from '../shared/src/crypto/sha256.node.js';
 import { webRng } from '../shared/src/ports/env.js';
 import { type DeviceIdentity, createIdentity } from '../shared/src/protocol/identity.js';
 import {
@@ -190,6 +195,16 @@ async function pool<T>(items: readonly T[], width: number, f: (x: T) => Promise<
   await Promise.all(Array.from({ length: width }, worker));
 }
 
+/** Profiles the pipeline alone when BENCH_CORE_PROFILE names a file (for finding hot spots). */
+function post(session: inspector.Session, method: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    session.post(method, (err, res) => {
+      if (err) reject(err);
+      else resolve(res);
+    });
+  });
+}
+
 async function rawVerify(gen: Generated, count: number): Promise<number> {
   const sample = gen.signed.slice(0, count);
   const t0 = performance.now();
@@ -202,7 +217,11 @@ async function rawVerify(gen: Generated, count: number): Promise<number> {
   return (sample.length / ms) * 1000;
 }
 
-async function runPipeline(n: number, people: DeviceIdentity[]) {
+/**
+ * `web`: the crypto a browser worker has (WebCrypto AES-GCM, pure-JS SHA-256).
+ * `node`: a Node host's (native AES-GCM and SHA-256). Signatures are WebCrypto in both.
+ */
+async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'node') {
   const group = new TestGroup();
   const gen = await generate(n, people, group);
   collect();
@@ -216,8 +235,16 @@ async function runPipeline(n: number, people: DeviceIdentity[]) {
     ed25519: ed,
     clock: new ManualClock(1_800_000_000_000),
     rng: webRng,
+    ...(host === 'node' ? { aead: nodeAead(), sha256: nodeSha256 } : { aead: webCryptoAead() }),
     onAccepted: () => counts.set('accepted', (counts.get('accepted') ?? 0) + 1),
   });
+  const profile = process.env.BENCH_CORE_PROFILE;
+  const session = profile === undefined ? undefined : new inspector.Session();
+  if (session !== undefined) {
+    session.connect();
+    await post(session, 'Profiler.enable');
+    await post(session, 'Profiler.start');
+  }
   const t0 = performance.now();
   await pool(gen.sealed, IN_FLIGHT, async (s) => {
     const o = await replica.accept(s);
@@ -225,6 +252,11 @@ async function runPipeline(n: number, people: DeviceIdentity[]) {
       counts.set(o.kind === 'rejected' ? `rejected:${o.reason}` : o.kind, (counts.get(o.kind) ?? 0) + 1);
   });
   const ms = performance.now() - t0;
+  if (session !== undefined && profile !== undefined) {
+    const { profile: p } = (await post(session, 'Profiler.stop')) as { profile: unknown };
+    writeFileSync(profile, JSON.stringify(p));
+    session.disconnect();
+  }
   collect();
   const after = process.memoryUsage();
   const accepted = replica.state.size;
@@ -251,13 +283,18 @@ async function main(): Promise<void> {
   const people: DeviceIdentity[] = [];
   for (let i = 0; i < AUTHORS; i++) people.push((await createIdentity(ed, 1_700_000_000_000)).identity);
 
-  const small = await runPipeline(10_000, people);
+  const viaWebCrypto = await runPipeline(10_000, people, 'web');
+  console.log(
+    `10k ops with a browser worker's crypto (WebCrypto AES-GCM, JS SHA-256): ${viaWebCrypto.opsPerSec.toFixed(0)} ops/s`,
+  );
+  const small = await runPipeline(10_000, people, 'node');
   const raw10 = await rawVerify(small.gen, 10_000);
   console.log(
     `10k ops:  ${small.opsPerSec.toFixed(0)} ops/s (${small.ms.toFixed(0)} ms), heap ${small.heapPerOp.toFixed(0)} B/op, ` +
       `buffers ${small.bufPerOp.toFixed(0)} B/op, sealed ${small.sealedPerOp.toFixed(0)} B/op; raw verify ${raw10.toFixed(0)}/s`,
   );
-  const big = await runPipeline(100_000, people);
+  if (process.env.BENCH_CORE_SMALL === '1') return;
+  const big = await runPipeline(100_000, people, 'node');
   const raw100 = await rawVerify(big.gen, 20_000);
   console.log(
     `100k ops: ${big.opsPerSec.toFixed(0)} ops/s (${big.ms.toFixed(0)} ms), heap ${big.heapPerOp.toFixed(0)} B/op, ` +
@@ -274,6 +311,7 @@ async function main(): Promise<void> {
       opsPerSec100k: Math.round(big.opsPerSec),
       rawVerifyPerSec: Math.round(rawVerifyPerSec),
       heapBytesPerOp: Math.round(big.heapPerOp),
+      opsPerSec10kWebCryptoAead: Math.round(viaWebCrypto.opsPerSec),
     }),
   );
 }

@@ -208,6 +208,20 @@ export function applyCollabChange(doc: CollabDoc, change: Uint8Array): CollabApp
   }
 }
 
+/**
+ * The hash of a change (a creation or an edit) and the hashes of the changes it depends on,
+ * or `undefined` for bytes that are not a change within the limits. Never throws.
+ */
+export function collabChangeInfo(change: Uint8Array): { hash: string; deps: readonly string[] } | undefined {
+  if (!withinLimits(change)) return undefined;
+  try {
+    const decoded = A.decodeChange(change);
+    return { hash: decoded.hash, deps: decoded.deps };
+  } catch {
+    return undefined;
+  }
+}
+
 /** The current text of a collaborative post. */
 export function collabText(doc: CollabDoc): string {
   return doc.am.text;

@@ -3,7 +3,6 @@
  * ordering and ancestry questions need and nothing else, so 100,000 ops cost little heap.
  * Acceptance order is a causal order: an op is accepted only after all its deps.
  */
-import { bytesKey } from '../protocol/ids.js';
 import type { Hlc } from '../protocol/op.js';
 
 function grow<T extends Float64Array | Int32Array | Uint32Array | Uint8Array>(a: T, need: number): T {
@@ -55,14 +54,8 @@ export class OpTable {
   private mark = new Uint32Array(1024);
   private generation = 0;
 
-  add(
-    opId: Uint8Array,
-    hlc: Hlc,
-    epoch: number,
-    user: string,
-    device: string,
-    deps: readonly number[],
-  ): number {
+  /** Adds an op; `key` is `bytesKey` of its OpId, `user` and `device` of its author's ids. */
+  add(key: string, hlc: Hlc, epoch: number, user: string, device: string, deps: readonly number[]): number {
     const i = this.count;
     const n = i + 1;
     this.wall = grow(this.wall, n);
@@ -77,7 +70,6 @@ export class OpTable {
     this.depsFlat = grow(this.depsFlat, start + deps.length);
     for (let d = 0; d < deps.length; d++) this.depsFlat[start + d] = deps[d] as number;
     this.depsStart[n] = start + deps.length;
-    const key = bytesKey(opId);
     this.ids.push(key);
     this.byId.set(key, i);
     this.wall[i] = hlc.wallMs;

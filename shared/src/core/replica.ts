@@ -10,6 +10,7 @@
  * Steps 1–3 run concurrently (they are the expensive, independent part); 4–7 run one op at a
  * time, so the state and the store always agree.
  */
+import { type Aead, webCryptoAead } from '../ports/aead.js';
 import type { Ed25519 } from '../ports/crypto.js';
 import type { Clock, Rng } from '../ports/env.js';
 import type { KeyProvider, MembershipView } from '../ports/keys.js';
@@ -17,6 +18,7 @@ import { type Storage, StorageError } from '../ports/storage.js';
 import { CodecError, SealError } from '../protocol/errors.js';
 import {
   type Bodies,
+  type DeviceCert,
   type EpochRef,
   type OpId,
   type OpKind,
@@ -36,12 +38,11 @@ import {
   decodeSealed,
   encodeOp,
   encodeUnsigned,
-  epochBytes,
   equalBytes,
-  importEpochKey,
   keyBytes,
-  open,
-  seal,
+  openWith,
+  sealAd,
+  sealWith,
 } from '../protocol/index.js';
 import type { DeviceIdentity } from '../protocol/identity.js';
 import { verifyDeviceCert } from '../protocol/identity.js';
@@ -58,7 +59,12 @@ export type RejectReason =
   | 'bad-clock' // the op's HLC is not after its deps'
   | CheckReason;
 
-export type BufferReason = 'awaiting-epoch' | 'missing-deps' | 'clock-ahead';
+/**
+ * `awaiting-epoch`: no key or membership for its epoch yet; `missing-deps`: a dep is unknown;
+ * `clock-ahead`: its clock is too far in the future; `store-failed`: it was released from the
+ * queue but the store refused the write (it is retried by `retryHeld`).
+ */
+export type BufferReason = 'awaiting-epoch' | 'missing-deps' | 'clock-ahead' | 'store-failed';
 
 /** What `accept` decided. Only `accepted` changed the state. */
 export type AcceptOutcome =
@@ -89,6 +95,10 @@ export interface ReplicaOptions {
   readonly ed25519: Ed25519;
   readonly clock: Clock;
   readonly rng: Rng;
+  /** AES-GCM for seals; WebCrypto unless the host has a faster one. */
+  readonly aead?: Aead;
+  /** SHA-256 for OpIds; pure JS unless the host has a faster one. */
+  readonly sha256?: (data: Uint8Array) => Uint8Array;
   /** Asked for deps this replica lacks (section 8, repair); called once per missing id. */
   readonly fetchMissing?: (ids: readonly OpId[]) => void;
   /** Told of every accepted op, including those released later from the holdback queue. */
@@ -105,8 +115,10 @@ interface Opened {
   readonly key: string;
   readonly sealed: Uint8Array;
   readonly plain: Uint8Array;
-  readonly op: SignedOp;
+  readonly op: SignedOp; /** Identifies the signed op: the R half of its signature (deterministic per key and message). */
   readonly signedKey: string;
+  readonly userKey: string;
+  readonly deviceKey: string;
 }
 
 interface Held {
@@ -129,13 +141,20 @@ export class SpaceReplica {
   readonly state = new SpaceState();
   readonly topic: TopicId;
   private readonly hlc: HybridClock;
-  private readonly heads = new Set<number>();
   private readonly signed = new Set<string>();
   private readonly held = new Map<string, Held>();
   private readonly waiting = new Map<string, Set<string>>();
   private readonly requested = new Set<string>();
-  private readonly aesKeys = new Map<string, CryptoKey>();
-  private readonly certsOk = new Set<string>();
+  private readonly epochKeys = new Map<
+    number,
+    { commitHash: Uint8Array; key: Uint8Array; ad: Uint8Array }[]
+  >();
+  /** OpIds of the current heads. */
+  private readonly headIds = new Map<number, OpId>();
+  /** Device → the certificate that verified for it (all of it: user, time and signature). */
+  private readonly certsOk = new Map<string, DeviceCert>();
+  private readonly aead: Aead;
+  private readonly hash: (data: Uint8Array) => Uint8Array;
   private lock: Promise<unknown> = Promise.resolve();
   private readonly maxHoldback: number;
 
@@ -143,6 +162,8 @@ export class SpaceReplica {
     this.topic = topicId(o.space);
     this.hlc = new HybridClock(o.clock);
     this.maxHoldback = o.maxHoldback ?? MAX_HOLDBACK_OPS;
+    this.aead = o.aead ?? webCryptoAead();
+    this.hash = o.sha256 ?? sha256;
   }
 
   /** Opens the replica and rebuilds its state from the ops already in the store. */
@@ -163,7 +184,9 @@ export class SpaceReplica {
           sealed: stored.sealed,
           plain: stored.op,
           op,
-          signedKey: bytesKey(sha256(stored.op)),
+          signedKey: signedKeyOf(op),
+          userKey: bytesKey(op.cert.user),
+          deviceKey: bytesKey(op.author),
         },
         depIdx,
         past,
@@ -174,12 +197,12 @@ export class SpaceReplica {
 
   /** The current heads (ops no accepted op depends on), sorted. */
   currentHeads(): OpId[] {
-    return canonicalDeps([...this.heads].map((i) => keyBytes(this.state.table.ids[i] as string) as OpId));
+    return canonicalDeps([...this.headIds.values()]);
   }
 
   /** Ops waiting in the holdback queue, by reason. */
   holdback(): { readonly size: number; readonly byReason: Readonly<Record<BufferReason, number>> } {
-    const byReason = { 'awaiting-epoch': 0, 'missing-deps': 0, 'clock-ahead': 0 };
+    const byReason = { 'awaiting-epoch': 0, 'missing-deps': 0, 'clock-ahead': 0, 'store-failed': 0 };
     for (const h of this.held.values()) byReason[h.why]++;
     return { size: this.held.size, byReason };
   }
@@ -190,15 +213,19 @@ export class SpaceReplica {
 
   /** Runs one sealed op through the pipeline. Never throws for bad input. */
   async accept(sealed: Uint8Array): Promise<AcceptOutcome> {
-    const opId = sha256(sealed) as OpId;
+    const opId = this.hash(sealed) as OpId;
     const key = bytesKey(opId);
     if (this.state.table.indexOf(key) !== undefined) return { kind: 'duplicate', opId };
     const prior = this.held.get(key);
     if (prior !== undefined) return { kind: 'buffered', why: prior.why, opId, missing: missingOf(prior) };
 
-    const opened = await this.openAndVerify(sealed, opId, key);
-    if ('kind' in opened) return opened;
-    return this.serially(() => this.settle(opened));
+    // Steps 1–3 start now and run alongside other ops'; steps 4–7 take ops in call order, so
+    // a feed that arrives in causal order is accepted without detours through the holdback queue.
+    const opened = this.openAndVerify(sealed, opId, key);
+    return this.serially(async () => {
+      const o = await opened;
+      return 'kind' in o ? o : this.settle(o);
+    });
   }
 
   /** Steps 1–3: decode, open, verify. Pure apart from caches; runs concurrently. */
@@ -217,12 +244,13 @@ export class SpaceReplica {
       throw e;
     }
     if (!equalBytes(env.topic, this.topic)) return reject('wrong-space', 'sealed for another topic');
-    const aes = await this.aesKey(env.epoch);
-    if (aes === undefined)
+    const epochKey = await this.epochKey(env.epoch);
+    if (epochKey === undefined) {
       return this.hold(key, { why: 'awaiting-epoch', sealed, opened: undefined, missing: new Set() }, opId);
+    }
     let plain: Uint8Array;
     try {
-      plain = await open(env, aes);
+      plain = await openWith(this.aead, env, epochKey.key, epochKey.ad);
     } catch (e) {
       if (e instanceof SealError) return reject('bad-seal', e.message);
       throw e;
@@ -238,31 +266,38 @@ export class SpaceReplica {
     if (op.epoch.epoch !== env.epoch.epoch || !equalBytes(op.epoch.commitHash, env.epoch.commitHash)) {
       return reject('malformed', 'the op and its envelope name different epochs');
     }
-    const signedKey = bytesKey(sha256(plain));
-    if (this.signed.has(signedKey)) return { kind: 'duplicate', opId };
-
-    const certKey = bytesKey(op.author) + bytesKey(op.cert.sig);
-    if (!this.certsOk.has(certKey)) {
+    const deviceKey = bytesKey(op.author);
+    const certOk = this.certsOk.get(deviceKey);
+    if (certOk === undefined || !sameCert(certOk, op.cert)) {
       if (!(await verifyDeviceCert(this.o.ed25519, op.author, op.cert))) {
         return reject('bad-signature', 'the device certificate does not verify');
       }
-      this.certsOk.add(certKey);
+      this.certsOk.set(deviceKey, op.cert);
     }
     if (!(await this.o.ed25519.verify(op.author, unsignedBytes(plain), op.sig))) {
       return reject('bad-signature', 'the op signature does not verify');
     }
-    return { opId, key, sealed, plain, op, signedKey };
+    return {
+      opId,
+      key,
+      sealed,
+      plain,
+      op,
+      signedKey: signedKeyOf(op),
+      userKey: bytesKey(op.cert.user),
+      deviceKey,
+    };
   }
-
-  private async aesKey(epoch: EpochRef): Promise<CryptoKey | undefined> {
-    const k = bytesKey(epochBytes(epoch));
-    const cached = this.aesKeys.get(k);
-    if (cached !== undefined) return cached;
-    const raw = await this.o.keys.epochKey(this.o.space, epoch);
-    if (raw === undefined) return undefined;
-    const aes = await importEpochKey(raw);
-    this.aesKeys.set(k, aes);
-    return aes;
+  private async epochKey(epoch: EpochRef): Promise<{ key: Uint8Array; ad: Uint8Array } | undefined> {
+    const known = this.epochKeys.get(epoch.epoch);
+    const hit = known?.find((k) => equalBytes(k.commitHash, epoch.commitHash));
+    if (hit !== undefined) return hit;
+    const key = await this.o.keys.epochKey(this.o.space, epoch);
+    if (key === undefined) return undefined;
+    const entry = { commitHash: epoch.commitHash, key, ad: sealAd(this.topic, epoch) };
+    if (known === undefined) this.epochKeys.set(epoch.epoch, [entry]);
+    else known.push(entry);
+    return entry;
   }
 
   private serially<T>(f: () => Promise<T>): Promise<T> {
@@ -281,6 +316,12 @@ export class SpaceReplica {
       const o = await this.settleOne(next);
       if (o.kind === 'accepted') {
         this.release(next.key, ready);
+      } else if (o.kind === 'failed') {
+        this.hold(
+          next.key,
+          { why: 'store-failed', sealed: next.sealed, opened: next, missing: new Set() },
+          next.opId,
+        );
       }
     }
     return outcome;
@@ -356,14 +397,20 @@ export class SpaceReplica {
 
     // 6. Authorization in the causal past.
     const past = this.state.pastOfDeps(deps);
-    const refused = this.state.check({ op, opId, deps, past });
+    const refused = this.state.check({
+      op,
+      opId,
+      opKey: x.key,
+      userKey: x.userKey,
+      deviceKey: x.deviceKey,
+      deps,
+      past,
+    });
     if (refused !== undefined) return reject(refused.reason, refused.detail);
 
     // 7. Persist op and heads together, then apply.
-    const nextHeads = new Set(this.heads);
-    for (const d of deps) nextHeads.delete(d);
-    const headIds = [...nextHeads].map((i) => keyBytes(table.ids[i] as string) as OpId);
-    headIds.push(opId);
+    const headIds: OpId[] = [opId];
+    for (const [i, id] of this.headIds) if (!deps.includes(i)) headIds.push(id);
     try {
       await this.o.storage.putOp(
         this.o.space,
@@ -385,9 +432,17 @@ export class SpaceReplica {
     deps: number[],
     past: ReturnType<SpaceState['pastOfDeps']>,
   ): { late: boolean } {
-    const { idx, late } = this.state.apply({ op: x.op, opId: x.opId, deps, past });
-    for (const d of deps) this.heads.delete(d);
-    this.heads.add(idx);
+    const { idx, late } = this.state.apply({
+      op: x.op,
+      opId: x.opId,
+      opKey: x.key,
+      userKey: x.userKey,
+      deviceKey: x.deviceKey,
+      deps,
+      past,
+    });
+    for (const d of deps) this.headIds.delete(d);
+    this.headIds.set(idx, x.opId);
     this.signed.add(x.signedKey);
     this.hlc.observe(x.op.hlc);
     return { late };
@@ -413,6 +468,7 @@ export class SpaceReplica {
     for (const [k, h] of this.held) {
       const due =
         h.why === 'awaiting-epoch' ||
+        h.why === 'store-failed' ||
         (h.why === 'clock-ahead' &&
           h.opened !== undefined &&
           h.opened.op.hlc.wallMs <= now + MAX_CLOCK_SKEW_MS);
@@ -436,8 +492,8 @@ export class SpaceReplica {
     kind: K,
     body: Bodies[K],
   ): Promise<WriteResult> {
-    const aes = await this.aesKey(epoch);
-    if (aes === undefined) return { kind: 'no-epoch-key', epoch };
+    const epochKey = await this.epochKey(epoch);
+    if (epochKey === undefined) return { kind: 'no-epoch-key', epoch };
     const sealed = await this.serially(async () => {
       const unsigned = {
         v: OP_VERSION,
@@ -452,10 +508,10 @@ export class SpaceReplica {
       } as UnsignedOp;
       const sig = await author.deviceKey.sign(encodeUnsigned(unsigned));
       const opBytes = encodeOp({ ...unsigned, sig });
-      return seal(opBytes, this.topic, epoch, aes, this.o.rng.randomBytes(12));
+      return sealWith(this.aead, opBytes, this.topic, epoch, epochKey.key, this.o.rng.randomBytes(12));
     });
     const outcome = await this.accept(sealed);
-    return { kind: 'written', sealed, opId: sha256(sealed) as OpId, outcome };
+    return { kind: 'written', sealed, opId: this.hash(sealed) as OpId, outcome };
   }
 
   /** The sealed bytes of an accepted op (what sync serves), from the store. */
@@ -484,4 +540,19 @@ function missingOf(h: Held): OpId[] {
  */
 export function unsignedBytes(plain: Uint8Array): Uint8Array {
   return concatBytes(OP_SIG_CONTEXT, new Uint8Array([0x89]), plain.subarray(1, plain.length - 66));
+}
+
+/**
+ * The identity of a signed op for duplicate detection: its signature. Only verified ops are
+ * recorded, and one Ed25519 signature cannot verify for two different messages under one key,
+ * so equal signatures from one author mean the same signed op — the same answer as hashing
+ * the signed bytes, without the hash. (Signatures are 64 bytes: R alone would not do, since a
+ * signer that reuses its nonce makes different ops with the same R.)
+ */
+function signedKeyOf(op: SignedOp): string {
+  return bytesKey(op.sig);
+}
+
+function sameCert(a: DeviceCert, b: DeviceCert): boolean {
+  return a.createdMs === b.createdMs && equalBytes(a.user, b.user) && equalBytes(a.sig, b.sig);
 }

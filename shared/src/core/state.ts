@@ -31,7 +31,7 @@ import {
   isControlKind,
 } from './control.js';
 import { FLAG_LATE, OpTable } from './optable.js';
-import { type CollabDoc, applyCollabChange, collabText, loadCollab } from './collab.js';
+import { type CollabDoc, applyCollabChange, collabChangeInfo, collabText, loadCollab } from './collab.js';
 
 /** Why an op was refused by the reducer's checks. */
 export type CheckReason =
@@ -78,6 +78,8 @@ interface PostRec {
   edits: PostEdit[] | undefined;
   deletes: PostDelete[] | undefined;
   doc: { doc: CollabDoc; applied: number; create: number } | undefined;
+  /** For collaborative posts: Automerge change hash → the ops that carried it. */
+  changes: Map<string, number[]> | undefined;
 }
 
 interface ThreadCreate {
@@ -152,6 +154,7 @@ export interface ModerationView {
   readonly banned: boolean;
 }
 
+const NO_ATTACHMENTS: readonly BlobRef[] = Object.freeze([]);
 const CONTENT_KINDS = new Set<OpKind>(['CreateThread', 'CreatePost', 'EditPost']);
 const MODERATION_ON_USER = new Set<OpKind>(['RemoveMember', 'Ban', 'Unban', 'Mute', 'Unmute', 'Timeout']);
 
@@ -159,6 +162,10 @@ const MODERATION_ON_USER = new Set<OpKind>(['RemoveMember', 'Ban', 'Unban', 'Mut
 export interface OpContext {
   readonly op: SignedOp;
   readonly opId: Uint8Array;
+  /** `bytesKey` of the OpId, the author's user id and device id (computed once upstream). */
+  readonly opKey: string;
+  readonly userKey: string;
+  readonly deviceKey: string;
   /** Acceptance indices of the deps. */
   readonly deps: readonly number[];
   /** Control ops in the causal past. */
@@ -177,6 +184,8 @@ export class SpaceState {
   /** Moderator deletes of others' posts, for the audit log. */
   private readonly modDeletes: number[] = [];
   private readonly deleteMeta = new Map<number, { sig: Uint8Array; epoch: EpochRef; target: number }>();
+  /** One string per channel and thread id, shared by every post that names it. */
+  private readonly idStrings = new Map<string, string>();
   /** For a target op: a later op known to have it in its causal past (shortens ancestry walks). */
   private readonly witness = new Map<number, number>();
 
@@ -248,7 +257,7 @@ export class SpaceState {
     if (deps.length === 0) return fail('invalid', 'only the genesis has no deps');
     const auth = this.authAt(past);
     if (auth.genesis === undefined) return fail('invalid', 'no genesis in the causal past');
-    const user = this.userIdx(op.cert.user);
+    const user = this.table.users.intern(ctx.userKey);
     if (auth.banned(user)) return fail('banned', 'the author is banned in the causal past');
     for (const r of auth.removals.get(user) ?? []) {
       if (r.body.atEpoch > op.epoch.epoch) {
@@ -332,7 +341,7 @@ export class SpaceState {
         if (target === undefined) return fail('invalid-target', 'unknown post');
         if (target.collab !== null) {
           if (op.body.change === null) return fail('invalid-target', 'a collaborative post takes changes');
-          return undefined;
+          return this.checkCollabEdit(bytesKey(op.body.post), op.body.change, deps);
         }
         if (op.body.text === null) return fail('invalid-target', 'a plain post takes text');
         return target.user === user ? undefined : fail('unauthorized', 'only the author edits a post');
@@ -347,17 +356,39 @@ export class SpaceState {
     }
   }
 
+  /**
+   * A collaborative edit is valid when every change it builds on was carried by an op in its
+   * causal past, and it applies to the document made of exactly those (checked by collab.ts):
+   * both answers are the same on every replica, whatever else each has seen.
+   */
+  private checkCollabEdit(
+    postKey: string,
+    change: Uint8Array,
+    deps: readonly number[],
+  ): CheckResult | undefined {
+    const info = collabChangeInfo(change);
+    const rec = this.posts.get(postKey);
+    if (info === undefined || rec === undefined)
+      return { reason: 'invalid', detail: 'not an Automerge change' };
+    // The same change carried twice (a client that sent an edit again) is harmless: applying
+    // it again is a no-op, and refusing it would depend on which copy arrived first.
+    for (const h of info.deps) {
+      const carriers = rec.changes?.get(h) ?? [];
+      if (!carriers.some((at) => this.inPast(deps, at))) {
+        return { reason: 'invalid-target', detail: 'the change builds on edits outside its causal past' };
+      }
+    }
+    const doc = this.collabDoc(keyBytes(postKey));
+    if (doc === undefined || !applyCollabChange(doc, change).ok) {
+      return { reason: 'invalid', detail: 'the change does not apply to its causal past' };
+    }
+    return undefined;
+  }
+
   /** Applies an op that passed `check`. Returns its acceptance index and whether it is late. */
   apply(ctx: OpContext): { idx: number; late: boolean } {
     const { op, deps, past } = ctx;
-    const idx = this.table.add(
-      ctx.opId,
-      op.hlc,
-      op.epoch.epoch,
-      bytesKey(op.cert.user),
-      bytesKey(op.author),
-      deps,
-    );
+    const idx = this.table.add(ctx.opKey, op.hlc, op.epoch.epoch, ctx.userKey, ctx.deviceKey, deps);
     const user = this.table.user(idx);
     for (const t of this.confirmed) this.witness.set(t, idx);
     this.confirmed = [];
@@ -406,24 +437,32 @@ export class SpaceState {
           const c: PostCreate = {
             idx,
             user,
-            channel: bytesKey(b.channel),
-            thread: b.thread === null ? null : bytesKey(b.thread),
+            channel: this.shared(bytesKey(b.channel)),
+            thread: b.thread === null ? null : this.shared(bytesKey(b.thread)),
             parent: b.parent === null ? null : bytesKey(b.parent),
             text: b.text,
             body: b.body,
-            attachments: b.attachments,
+            attachments: b.attachments.length === 0 ? NO_ATTACHMENTS : b.attachments,
             collab: b.collab,
           };
           const k = bytesKey(b.post);
           const rec = this.posts.get(k);
-          if (rec === undefined)
-            this.posts.set(k, { creates: [c], edits: undefined, deletes: undefined, doc: undefined });
-          else rec.creates.push(c);
+          const r = rec ?? {
+            creates: [],
+            edits: undefined,
+            deletes: undefined,
+            doc: undefined,
+            changes: undefined,
+          };
+          if (rec === undefined) this.posts.set(k, r);
+          r.creates.push(c);
+          if (b.collab !== null) this.noteChange(r, b.collab, idx);
           break;
         }
         case 'EditPost': {
           const rec = this.posts.get(bytesKey(op.body.post)) as PostRec;
           (rec.edits ??= []).push({ idx, user, text: op.body.text, change: op.body.change });
+          if (op.body.change !== null) this.noteChange(rec, op.body.change, idx);
           break;
         }
         case 'DeletePost': {
@@ -441,6 +480,21 @@ export class SpaceState {
       }
     }
     return { idx, late };
+  }
+
+  private noteChange(rec: PostRec, change: Uint8Array, idx: number): void {
+    const info = collabChangeInfo(change);
+    if (info === undefined) return;
+    const carriers = (rec.changes ??= new Map<string, number[]>()).get(info.hash);
+    if (carriers === undefined) rec.changes.set(info.hash, [idx]);
+    else carriers.push(idx);
+  }
+
+  private shared(key: string): string {
+    const s = this.idStrings.get(key);
+    if (s !== undefined) return s;
+    this.idStrings.set(key, key);
+    return key;
   }
 
   /** An op first seen after its author's removal (which did not see it) is late. */

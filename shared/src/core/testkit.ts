@@ -10,7 +10,14 @@ import type { KeyProvider, MembershipAnswer, MembershipView } from '../ports/key
 import type { Storage } from '../ports/storage.js';
 import { memoryStorage } from '../ports/storage.memory.js';
 import { type DeviceIdentity, createIdentity } from '../protocol/identity.js';
-import { type EpochRef, type SpaceId, type UserId, bytesKey, epochBytes } from '../protocol/index.js';
+import {
+  type EpochRef,
+  type SpaceId,
+  type UserId,
+  bytesKey,
+  epochBytes,
+  equalBytes,
+} from '../protocol/index.js';
 import { type ReplicaOptions, SpaceReplica } from './replica.js';
 
 /** Epoch `n` of a test Space: the commit hash is derived from the number, so it is stable. */
@@ -28,29 +35,32 @@ export function testEpoch(n: number): EpochRef {
  * from the epoch, so every replica built on the same history can open the same ops.
  */
 export class TestGroup implements KeyProvider, MembershipView {
-  private readonly members = new Map<string, Set<string>>();
-  private readonly keys = new Map<string, Uint8Array>();
+  /** By epoch number: the commit hash, its members and its key. */
+  private readonly epochs = new Map<number, { hash: Uint8Array; members: Set<string>; key: Uint8Array }>();
 
   /** Defines epoch `n` with exactly these members. */
   setEpoch(n: number, users: readonly UserId[]): EpochRef {
     const e = testEpoch(n);
-    const k = bytesKey(epochBytes(e));
-    this.members.set(k, new Set(users.map(bytesKey)));
     const key = new Uint8Array(32);
     key.set(epochBytes(e).subarray(0, 32));
     key[31] = 0x5a ^ n;
-    this.keys.set(k, key);
+    this.epochs.set(n, { hash: e.commitHash, members: new Set(users.map(bytesKey)), key });
     return e;
   }
 
+  private find(epoch: EpochRef) {
+    const e = this.epochs.get(epoch.epoch);
+    return e !== undefined && equalBytes(e.hash, epoch.commitHash) ? e : undefined;
+  }
+
   epochKey(_space: SpaceId, epoch: EpochRef): Promise<Uint8Array | undefined> {
-    return Promise.resolve(this.keys.get(bytesKey(epochBytes(epoch))));
+    return Promise.resolve(this.find(epoch)?.key);
   }
 
   memberAt(_space: SpaceId, epoch: EpochRef, user: UserId): MembershipAnswer {
-    const m = this.members.get(bytesKey(epochBytes(epoch)));
-    if (m === undefined) return 'unknown-epoch';
-    return m.has(bytesKey(user)) ? 'member' : 'not-member';
+    const e = this.find(epoch);
+    if (e === undefined) return 'unknown-epoch';
+    return e.members.has(bytesKey(user)) ? 'member' : 'not-member';
   }
 }
 

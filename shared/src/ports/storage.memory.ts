@@ -1,27 +1,36 @@
-import { bytesKey, compareBytes } from '../protocol/ids.js';
+import { bytesKey, compareBytes, keyBytes } from '../protocol/ids.js';
 import type { OpId, SpaceId } from '../protocol/ids.js';
 import { StorageError } from './storage.js';
 import type { Storage, StoredOp } from './storage.js';
 
+/** Ops in columns by insertion number: no per-op record object and no kept OpId array. */
 interface SpaceState {
   readonly id: SpaceId;
-  readonly byId: Map<string, StoredOp>;
-  /** Insertion order; shares its entries with `byId`. */
-  readonly order: StoredOp[];
+  /** `bytesKey(opId)` → insertion number. */
+  readonly byId: Map<string, number>;
+  readonly keys: string[];
+  readonly sealed: Uint8Array[];
+  readonly op: Uint8Array[];
   heads: readonly OpId[];
+}
+
+function stored(s: SpaceState, i: number): StoredOp | undefined {
+  const key = s.keys[i];
+  if (key === undefined) return undefined;
+  return { opId: keyBytes(key) as OpId, sealed: s.sealed[i] as Uint8Array, op: s.op[i] as Uint8Array };
 }
 
 /**
  * A `Storage` held in memory: for tests and for peers that need no persistence. Nothing
  * survives the process; `close()` drops everything.
  *
- * No copies: `putOp` and `putMeta` keep the caller's `Uint8Array`s, and `getOp`, `listOps`,
- * `getMeta` and `getHeads` hand back those same arrays. Callers must never mutate a byte array
+ * No copies: `putOp` and `putMeta` keep the caller's `sealed`, `op` and meta `Uint8Array`s, and
+ * `getOp`, `listOps` and `getMeta` hand back those same arrays (the `opId` is rebuilt). Callers must never mutate a byte array
  * after giving it to the store or receiving it from it (the rest of the core never does).
  * Only the heads array itself is copied (and sorted), so pushing to it changes nothing stored.
  *
- * Per op it keeps one small `{opId, sealed, op}` record, one Map entry keyed by
- * `bytesKey(opId)`, and one slot in the per-Space insertion-order array.
+ * Per op it keeps one Map entry keyed by `bytesKey(opId)` and one slot in each of three
+ * columns (key, sealed, op).
  *
  * Errors: every method rejects with `StorageError('closed')` after `close()`; a second
  * `close()` resolves. Calls take effect synchronously in call order, so each is atomic.
@@ -55,17 +64,23 @@ export function memoryStorage(): Storage {
         let s = all.get(spaceKey);
         if (s?.byId.has(opKey)) return false;
         if (s === undefined) {
-          s = { id: space, byId: new Map(), order: [], heads: [] };
+          s = { id: space, byId: new Map(), keys: [], sealed: [], op: [], heads: [] };
           all.set(spaceKey, s);
         }
-        const stored: StoredOp = { opId: op.opId, sealed: op.sealed, op: op.op };
-        s.byId.set(opKey, stored);
-        s.order.push(stored);
+        s.byId.set(opKey, s.keys.length);
+        s.keys.push(opKey);
+        s.sealed.push(op.sealed);
+        s.op.push(op.op);
         s.heads = [...heads].sort(compareBytes);
         return true;
       }),
 
-    getOp: (space, opId) => run(() => spaceOf(space)?.byId.get(bytesKey(opId))),
+    getOp: (space, opId) =>
+      run(() => {
+        const s = spaceOf(space);
+        const i = s?.byId.get(bytesKey(opId));
+        return s === undefined || i === undefined ? undefined : stored(s, i);
+      }),
 
     hasOp: (space, opId) => run(() => spaceOf(space)?.byId.has(bytesKey(opId)) ?? false),
 
@@ -79,7 +94,8 @@ export function memoryStorage(): Storage {
           return {
             next: () =>
               run((): IteratorResult<StoredOp, undefined> => {
-                const op = spaceOf(space)?.order[i++];
+                const s = spaceOf(space);
+                const op = s === undefined ? undefined : stored(s, i++);
                 return op === undefined ? { done: true, value: undefined } : { done: false, value: op };
               }),
           };
@@ -87,7 +103,7 @@ export function memoryStorage(): Storage {
       };
     },
 
-    countOps: (space) => run(() => spaceOf(space)?.order.length ?? 0),
+    countOps: (space) => run(() => spaceOf(space)?.keys.length ?? 0),
 
     listSpaces: () => run(() => Array.from(open().spaces.values(), (s) => s.id)),
 

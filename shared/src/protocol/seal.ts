@@ -10,6 +10,7 @@ import { type CborValue, decode, encode } from './cbor.js';
 import { SealError } from './errors.js';
 import { type EpochRef, type TopicId, HASH_BYTES, bufferSource, concatBytes } from './ids.js';
 import { MAX_SEALED_BYTES, SEAL_BUCKETS } from './limits.js';
+import type { Aead } from '../ports/aead.js';
 import { epochBytes } from './op.js';
 
 export const NONCE_BYTES = 12;
@@ -85,9 +86,59 @@ export async function importEpochKey(raw: Uint8Array): Promise<CryptoKey> {
 }
 
 /**
- * Seals canonical op bytes under the epoch key into the smallest bucket that fits.
- * Throws `SealError('too-large')` when no bucket fits (a bug: ops are limited before this).
+ * The plaintext to encrypt for `opBytes`: the op, the padding marker and zeros, sized so the
+ * envelope is exactly the smallest bucket that fits. Throws `SealError('too-large')` when no
+ * bucket fits (a bug: ops are limited before this).
  */
+export function padForBucket(opBytes: Uint8Array, epoch: EpochRef): Uint8Array<ArrayBuffer> {
+  for (const bucket of SEAL_BUCKETS) {
+    const ctLen = ciphertextLengthFor(bucket, epoch.epoch);
+    if (ctLen === undefined || ctLen - TAG_BYTES < opBytes.length + 1) continue;
+    const padded = new Uint8Array(ctLen - TAG_BYTES);
+    padded.set(opBytes);
+    padded[opBytes.length] = 0x80;
+    return padded;
+  }
+  throw new SealError('too-large', `op of ${opBytes.length} bytes fits no bucket`);
+}
+
+/** The op bytes inside a decrypted plaintext; `SealError('bad-padding')` when there is no marker. */
+export function unpad(plain: Uint8Array): Uint8Array {
+  let end = plain.length - 1;
+  while (end >= 0 && plain[end] === 0) end--;
+  if (end < 0 || plain[end] !== 0x80) throw new SealError('bad-padding', 'no padding marker');
+  return plain.slice(0, end);
+}
+
+/** Seals canonical op bytes under the raw epoch key with `aead` (see {@link padForBucket}). */
+export async function sealWith(
+  aead: Aead,
+  opBytes: Uint8Array,
+  topic: TopicId,
+  epoch: EpochRef,
+  key: Uint8Array,
+  nonce: Uint8Array,
+): Promise<Uint8Array> {
+  if (nonce.length !== NONCE_BYTES) throw new SealError('bad-seal', 'nonce must be 12 bytes');
+  const ciphertext = await aead.encrypt(key, nonce, sealAd(topic, epoch), padForBucket(opBytes, epoch));
+  return encodeSealed({ topic, epoch, nonce, ciphertext });
+}
+
+/**
+ * Opens an envelope with the raw epoch key: the op bytes, padding removed. Rejects with
+ * `SealError('bad-seal')` when key, nonce, associated data or ciphertext do not match, and
+ * `'bad-padding'` when the plaintext does not end in valid padding.
+ */
+export async function openWith(
+  aead: Aead,
+  env: SealedEnvelope,
+  key: Uint8Array,
+  ad: Uint8Array = sealAd(env.topic, env.epoch),
+): Promise<Uint8Array> {
+  return unpad(await aead.decrypt(key, env.nonce, ad, env.ciphertext));
+}
+
+/** {@link sealWith} over WebCrypto with an imported key (tests and tools). */
 export async function seal(
   opBytes: Uint8Array,
   topic: TopicId,
@@ -96,31 +147,15 @@ export async function seal(
   nonce: Uint8Array,
 ): Promise<Uint8Array> {
   if (nonce.length !== NONCE_BYTES) throw new SealError('bad-seal', 'nonce must be 12 bytes');
-  for (const bucket of SEAL_BUCKETS) {
-    const ctLen = ciphertextLengthFor(bucket, epoch.epoch);
-    if (ctLen === undefined || ctLen - TAG_BYTES < opBytes.length + 1) continue;
-    const padded = new Uint8Array(ctLen - TAG_BYTES);
-    padded.set(opBytes);
-    padded[opBytes.length] = 0x80;
-    const ct = new Uint8Array(
-      await globalThis.crypto.subtle.encrypt(
-        { name: 'AES-GCM', iv: bufferSource(nonce), additionalData: bufferSource(sealAd(topic, epoch)) },
-        key,
-        padded,
-      ),
-    );
-    const out = encodeSealed({ topic, epoch, nonce, ciphertext: ct });
-    if (out.length !== bucket) throw new Error(`seal: envelope is ${out.length} bytes, bucket ${bucket}`);
-    return out;
-  }
-  throw new SealError('too-large', `op of ${opBytes.length} bytes fits no bucket`);
+  const ct = await globalThis.crypto.subtle.encrypt(
+    { name: 'AES-GCM', iv: bufferSource(nonce), additionalData: bufferSource(sealAd(topic, epoch)) },
+    key,
+    padForBucket(opBytes, epoch),
+  );
+  return encodeSealed({ topic, epoch, nonce, ciphertext: new Uint8Array(ct) });
 }
 
-/**
- * Opens an envelope: the op bytes with padding removed. Throws `SealError('bad-seal')` when
- * the key, nonce, associated data or ciphertext do not match, `'bad-padding'` when the
- * plaintext does not end in valid padding.
- */
+/** {@link openWith} over WebCrypto with an imported key (tests and tools). */
 export async function open(env: SealedEnvelope, key: CryptoKey): Promise<Uint8Array> {
   let plain: Uint8Array;
   try {
@@ -138,8 +173,5 @@ export async function open(env: SealedEnvelope, key: CryptoKey): Promise<Uint8Ar
   } catch {
     throw new SealError('bad-seal', 'authentication failed');
   }
-  let end = plain.length - 1;
-  while (end >= 0 && plain[end] === 0) end--;
-  if (end < 0 || plain[end] !== 0x80) throw new SealError('bad-padding', 'no padding marker');
-  return plain.subarray(0, end);
+  return unpad(plain);
 }
