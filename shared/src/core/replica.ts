@@ -48,6 +48,7 @@ import type { DeviceIdentity } from '../protocol/identity.js';
 import { verifyDeviceCert } from '../protocol/identity.js';
 import { sha256, topicId } from '../crypto/sha256.js';
 import { HybridClock, compareHlc } from './hlc.js';
+import { SignatureIndex } from './sigindex.js';
 import { type CheckReason, SpaceState } from './state.js';
 
 export type RejectReason =
@@ -115,8 +116,7 @@ interface Opened {
   readonly key: string;
   readonly sealed: Uint8Array;
   readonly plain: Uint8Array;
-  readonly op: SignedOp; /** Identifies the signed op: the R half of its signature (deterministic per key and message). */
-  readonly signedKey: string;
+  readonly op: SignedOp;
   readonly userKey: string;
   readonly deviceKey: string;
 }
@@ -141,7 +141,7 @@ export class SpaceReplica {
   readonly state = new SpaceState();
   readonly topic: TopicId;
   private readonly hlc: HybridClock;
-  private readonly signed = new Set<string>();
+  private readonly signatures = new SignatureIndex();
   private readonly held = new Map<string, Held>();
   private readonly waiting = new Map<string, Set<string>>();
   private readonly requested = new Set<string>();
@@ -184,7 +184,6 @@ export class SpaceReplica {
           sealed: stored.sealed,
           plain: stored.op,
           op,
-          signedKey: signedKeyOf(op),
           userKey: bytesKey(op.cert.user),
           deviceKey: bytesKey(op.author),
         },
@@ -283,11 +282,27 @@ export class SpaceReplica {
       sealed,
       plain,
       op,
-      signedKey: signedKeyOf(op),
       userKey: bytesKey(op.cert.user),
       deviceKey,
     };
   }
+  /**
+   * Whether this signed op was accepted already under another seal (the same op sealed again
+   * has other sealed bytes, so another OpId). One Ed25519 signature cannot verify for two
+   * different messages under one key, so an equal signature on a verified op means the same
+   * signed op: the same answer as comparing hashes of the signed bytes.
+   */
+  private async resealed(op: SignedOp): Promise<boolean> {
+    for (const c of this.signatures.candidates(op.sig)) {
+      const stored = await this.o.storage.getOp(
+        this.o.space,
+        keyBytes(this.state.table.ids[c] as string) as OpId,
+      );
+      if (stored !== undefined && equalBytes(stored.op.subarray(stored.op.length - 64), op.sig)) return true;
+    }
+    return false;
+  }
+
   private async epochKey(epoch: EpochRef): Promise<{ key: Uint8Array; ad: Uint8Array } | undefined> {
     const known = this.epochKeys.get(epoch.epoch);
     const hit = known?.find((k) => equalBytes(k.commitHash, epoch.commitHash));
@@ -345,7 +360,7 @@ export class SpaceReplica {
 
   private async settleOne(x: Opened): Promise<AcceptOutcome> {
     const { op, opId } = x;
-    if (this.state.table.indexOf(x.key) !== undefined || this.signed.has(x.signedKey)) {
+    if (this.state.table.indexOf(x.key) !== undefined || (await this.resealed(op))) {
       return { kind: 'duplicate', opId };
     }
     const reject = (reason: RejectReason, detail: string): AcceptOutcome => ({
@@ -443,7 +458,7 @@ export class SpaceReplica {
     });
     for (const d of deps) this.headIds.delete(d);
     this.headIds.set(idx, x.opId);
-    this.signed.add(x.signedKey);
+    this.signatures.add(x.op.sig, idx);
     this.hlc.observe(x.op.hlc);
     return { late };
   }
@@ -540,17 +555,6 @@ function missingOf(h: Held): OpId[] {
  */
 export function unsignedBytes(plain: Uint8Array): Uint8Array {
   return concatBytes(OP_SIG_CONTEXT, new Uint8Array([0x89]), plain.subarray(1, plain.length - 66));
-}
-
-/**
- * The identity of a signed op for duplicate detection: its signature. Only verified ops are
- * recorded, and one Ed25519 signature cannot verify for two different messages under one key,
- * so equal signatures from one author mean the same signed op — the same answer as hashing
- * the signed bytes, without the hash. (Signatures are 64 bytes: R alone would not do, since a
- * signer that reuses its nonce makes different ops with the same R.)
- */
-function signedKeyOf(op: SignedOp): string {
-  return bytesKey(op.sig);
 }
 
 function sameCert(a: DeviceCert, b: DeviceCert): boolean {
