@@ -170,7 +170,7 @@ export class SpaceReplica {
   static async open(options: ReplicaOptions): Promise<SpaceReplica> {
     const r = new SpaceReplica(options);
     for await (const stored of options.storage.listOps(options.space)) {
-      const op = decodeOp(stored.op);
+      const op = decodeOp(stored.op, { views: true });
       const deps = op.deps.map((d) => r.state.table.indexOf(bytesKey(d)));
       if (deps.some((d) => d === undefined)) {
         throw new StorageError('corrupt', 'a stored op precedes one of its deps');
@@ -229,20 +229,14 @@ export class SpaceReplica {
 
   /** Steps 1–3: decode, open, verify. Pure apart from caches; runs concurrently. */
   private async openAndVerify(sealed: Uint8Array, opId: OpId, key: string): Promise<Opened | AcceptOutcome> {
-    const reject = (reason: RejectReason, detail: string): AcceptOutcome => ({
-      kind: 'rejected',
-      reason,
-      detail,
-      opId,
-    });
     let env;
     try {
       env = decodeSealed(sealed);
     } catch (e) {
-      if (e instanceof CodecError || e instanceof SealError) return reject('malformed', e.message);
+      if (e instanceof CodecError || e instanceof SealError) return rejected(opId, 'malformed', e.message);
       throw e;
     }
-    if (!equalBytes(env.topic, this.topic)) return reject('wrong-space', 'sealed for another topic');
+    if (!equalBytes(env.topic, this.topic)) return rejected(opId, 'wrong-space', 'sealed for another topic');
     const epochKey = await this.epochKey(env.epoch);
     if (epochKey === undefined) {
       return this.hold(key, { why: 'awaiting-epoch', sealed, opened: undefined, missing: new Set() }, opId);
@@ -251,30 +245,30 @@ export class SpaceReplica {
     try {
       plain = await openWith(this.aead, env, epochKey.key, epochKey.ad);
     } catch (e) {
-      if (e instanceof SealError) return reject('bad-seal', e.message);
+      if (e instanceof SealError) return rejected(opId, 'bad-seal', e.message);
       throw e;
     }
     let op: SignedOp;
     try {
-      op = decodeOp(plain);
+      op = decodeOp(plain, { views: true });
     } catch (e) {
-      if (e instanceof CodecError) return reject('malformed', e.message);
+      if (e instanceof CodecError) return rejected(opId, 'malformed', e.message);
       throw e;
     }
-    if (!equalBytes(op.space, this.o.space)) return reject('wrong-space', 'an op of another Space');
+    if (!equalBytes(op.space, this.o.space)) return rejected(opId, 'wrong-space', 'an op of another Space');
     if (op.epoch.epoch !== env.epoch.epoch || !equalBytes(op.epoch.commitHash, env.epoch.commitHash)) {
-      return reject('malformed', 'the op and its envelope name different epochs');
+      return rejected(opId, 'malformed', 'the op and its envelope name different epochs');
     }
     const deviceKey = bytesKey(op.author);
     const certOk = this.certsOk.get(deviceKey);
     if (certOk === undefined || !sameCert(certOk, op.cert)) {
       if (!(await verifyDeviceCert(this.o.ed25519, op.author, op.cert))) {
-        return reject('bad-signature', 'the device certificate does not verify');
+        return rejected(opId, 'bad-signature', 'the device certificate does not verify');
       }
       this.certsOk.set(deviceKey, op.cert);
     }
     if (!(await this.o.ed25519.verify(op.author, unsignedBytes(plain), op.sig))) {
-      return reject('bad-signature', 'the op signature does not verify');
+      return rejected(opId, 'bad-signature', 'the op signature does not verify');
     }
     return {
       opId,
@@ -363,12 +357,6 @@ export class SpaceReplica {
     if (this.state.table.indexOf(x.key) !== undefined || (await this.resealed(op))) {
       return { kind: 'duplicate', opId };
     }
-    const reject = (reason: RejectReason, detail: string): AcceptOutcome => ({
-      kind: 'rejected',
-      reason,
-      detail,
-      opId,
-    });
     const table = this.state.table;
 
     // 4. Causality.
@@ -396,16 +384,17 @@ export class SpaceReplica {
     // 5. Epochs and membership; the HLC must follow the deps'.
     for (const d of deps) {
       if (table.epoch(d) > op.epoch.epoch)
-        return reject('epoch-regression', 'a dep has a later epoch than the op');
+        return rejected(opId, 'epoch-regression', 'a dep has a later epoch than the op');
       if (compareHlc(table.hlc(d), op.hlc) >= 0) {
-        return reject('bad-clock', "the op's clock is not after its deps'");
+        return rejected(opId, 'bad-clock', "the op's clock is not after its deps'");
       }
     }
     if (op.hlc.wallMs > this.o.clock.now() + MAX_CLOCK_SKEW_MS) {
       return this.hold(x.key, { why: 'clock-ahead', sealed: x.sealed, opened: x, missing }, opId);
     }
     const member = this.o.membership.memberAt(this.o.space, op.epoch, op.cert.user, op.author);
-    if (member === 'not-member') return reject('not-member', 'the author was not a member in this epoch');
+    if (member === 'not-member')
+      return rejected(opId, 'not-member', 'the author was not a member in this epoch');
     if (member === 'unknown-epoch') {
       return this.hold(x.key, { why: 'awaiting-epoch', sealed: x.sealed, opened: undefined, missing }, opId);
     }
@@ -421,7 +410,7 @@ export class SpaceReplica {
       deps,
       past,
     });
-    if (refused !== undefined) return reject(refused.reason, refused.detail);
+    if (refused !== undefined) return rejected(opId, refused.reason, refused.detail);
 
     // 7. Persist op and heads together, then apply.
     const headIds: OpId[] = [opId];
@@ -559,4 +548,8 @@ export function unsignedBytes(plain: Uint8Array): Uint8Array {
 
 function sameCert(a: DeviceCert, b: DeviceCert): boolean {
   return a.createdMs === b.createdMs && equalBytes(a.user, b.user) && equalBytes(a.sig, b.sig);
+}
+
+function rejected(opId: OpId, reason: RejectReason, detail: string): AcceptOutcome {
+  return { kind: 'rejected', reason, detail, opId };
 }

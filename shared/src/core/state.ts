@@ -247,8 +247,7 @@ export class SpaceState {
   /** Decides whether `ctx.op` is authorized by its causal past. `undefined` means yes. */
   check(ctx: OpContext): CheckResult | undefined {
     const { op, deps, past } = ctx;
-    const fail = (reason: CheckReason, detail: string): CheckResult => ({ reason, detail });
-    this.confirmed = [];
+    this.confirmed.length = 0;
     if (op.kind === 'CreateSpace') {
       if (deps.length !== 0 || op.epoch.epoch !== 0)
         return fail('invalid', 'the genesis has no deps and epoch 0');
@@ -268,25 +267,26 @@ export class SpaceState {
       return fail('muted', 'the author is muted or timed out at this time');
     }
     const rank = auth.rank(user);
-    const atLeast = (r: Rank, what: string) => (rank >= r ? undefined : fail('unauthorized', what));
     switch (op.kind) {
       case 'CreateChannel':
       case 'SetSpaceSettings':
-        return atLeast(RANK.admin, `${op.kind} needs an admin`);
+        return atLeast(rank, RANK.admin, `${op.kind} needs an admin`);
       case 'EditChannel':
         if (!auth.channels.has(bytesKey(op.body.channel))) return fail('invalid-target', 'unknown channel');
-        return atLeast(RANK.admin, 'EditChannel needs an admin');
+        return atLeast(rank, RANK.admin, 'EditChannel needs an admin');
       case 'AssignRole':
       case 'RevokeRole':
-        return atLeast(RANK.admin, 'only admins assign and revoke roles');
+        return atLeast(rank, RANK.admin, 'only admins assign and revoke roles');
       case 'CreateInvite':
         return op.body.role === 'moderator'
-          ? atLeast(RANK.admin, 'only admins invite moderators')
+          ? atLeast(rank, RANK.admin, 'only admins invite moderators')
           : undefined;
       case 'RevokeInvite': {
         const inv = auth.invites.get(bytesKey(op.body.invite));
         if (inv === undefined) return fail('invalid-target', 'unknown invite');
-        return inv.create.user === user ? undefined : atLeast(RANK.moderator, 'revoking needs a moderator');
+        return inv.create.user === user
+          ? undefined
+          : atLeast(rank, RANK.moderator, 'revoking needs a moderator');
       }
       case 'RemoveMember':
       case 'Ban':
@@ -351,7 +351,7 @@ export class SpaceState {
         if (target === undefined) return fail('invalid-target', 'unknown post');
         return target.user === user
           ? undefined
-          : atLeast(RANK.moderator, "deleting another's post needs a moderator");
+          : atLeast(rank, RANK.moderator, "deleting another's post needs a moderator");
       }
     }
   }
@@ -391,7 +391,7 @@ export class SpaceState {
     const idx = this.table.add(ctx.opKey, op.hlc, op.epoch.epoch, ctx.userKey, ctx.deviceKey, deps);
     const user = this.table.user(idx);
     for (const t of this.confirmed) this.witness.set(t, idx);
-    this.confirmed = [];
+    this.confirmed.length = 0;
     let late = false;
 
     if (isControlKind(op.kind)) {
@@ -841,3 +841,11 @@ export class SpaceState {
 }
 
 export type { DeviceId };
+
+function fail(reason: CheckReason, detail: string): CheckResult {
+  return { reason, detail };
+}
+
+function atLeast(rank: Rank, needed: Rank, what: string): CheckResult | undefined {
+  return rank >= needed ? undefined : fail('unauthorized', what);
+}

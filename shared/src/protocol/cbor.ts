@@ -163,6 +163,7 @@ class Reader {
   constructor(
     readonly buf: Uint8Array,
     readonly limits: DecodeLimits,
+    readonly views: boolean,
   ) {}
 
   fail(code: ConstructorParameters<typeof CodecError>[0], what: string): never {
@@ -224,8 +225,10 @@ class Reader {
         if (n === Number.MAX_SAFE_INTEGER) this.fail('unsupported', 'integer beyond the safe range');
         return -1 - n;
       }
-      case 2:
-        return this.take(this.arg(info)).slice();
+      case 2: {
+        const b = this.take(this.arg(info));
+        return this.views ? b : b.slice();
+      }
       case 3:
         try {
           return utf8Decoder.decode(this.take(this.arg(info)));
@@ -282,10 +285,17 @@ class Reader {
 /**
  * Decodes exactly one canonical CBOR item filling all of `bytes`. Throws `CodecError` on
  * malformed, non-canonical or over-limit input; use {@link tryDecode} at a boundary.
+ *
+ * Byte strings are copies, unless `options.views`: then they are views into `bytes`, which
+ * saves an allocation per string for callers that own `bytes` and never change it.
  */
-export function decode(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_LIMITS): CborValue {
+export function decode(
+  bytes: Uint8Array,
+  limits: DecodeLimits = DEFAULT_LIMITS,
+  options: { readonly views?: boolean } = {},
+): CborValue {
   if (bytes.length > limits.maxBytes) throw new CodecError('too-large', `input of ${bytes.length} bytes`);
-  const r = new Reader(bytes, limits);
+  const r = new Reader(bytes, limits, options.views === true);
   const v = r.value(0);
   if (r.pos !== bytes.length) throw new CodecError('trailing-bytes', `item ends at byte ${r.pos}`);
   return v;

@@ -442,10 +442,11 @@ export function canonicalDeps(deps: readonly OpId[]): OpId[] {
 /**
  * Decodes a signed op from canonical bytes. Throws `CodecError` for malformed input: bad CBOR,
  * wrong shapes or types, unknown kinds, over-limit fields, deps not sorted and unique.
+ * With `options.views`, byte fields are views into `bytes_` (see `decode`).
  */
-export function decodeOp(bytes_: Uint8Array): SignedOp {
+export function decodeOp(bytes_: Uint8Array, options: { readonly views?: boolean } = {}): SignedOp {
   if (bytes_.length > MAX_OP_BYTES) throw new CodecError('too-large', `op of ${bytes_.length} bytes`);
-  const f = arr(decode(bytes_), 10, 'op');
+  const f = arr(decode(bytes_, undefined, options), 10, 'op');
   if (f[0] !== OP_VERSION) wrong('op: unknown version');
   const space = bytes(f[1], ID16_BYTES, 'space') as SpaceId;
   const code = uint(f[2], 'kind');

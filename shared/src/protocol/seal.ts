@@ -55,7 +55,8 @@ export function decodeSealed(bytes: Uint8Array): SealedEnvelope {
   if (bytes.length > MAX_SEALED_BYTES) throw new SealError('too-large', `sealed op of ${bytes.length} bytes`);
   if (!SEAL_BUCKETS.includes(bytes.length))
     throw new SealError('bad-envelope', 'length is not a padding bucket');
-  const v = decode(bytes);
+  // Views: the envelope's fields are read from the caller's bytes, which are kept as they are.
+  const v = decode(bytes, undefined, { views: true });
   const bad = (what: string): never => {
     throw new SealError('bad-envelope', what);
   };
