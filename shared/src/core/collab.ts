@@ -34,16 +34,9 @@
 import * as A from '@automerge/automerge';
 import { sha256 } from '../crypto/sha256.js';
 import { concatBytes, fromHex, toHex } from '../protocol/ids.js';
-import { MAX_COLLAB_CHANGE_BYTES } from '../protocol/limits.js';
+import { MAX_COLLAB_CHANGE_BYTES, MAX_COLLAB_CHANGE_OPS } from '../protocol/limits.js';
 
-/**
- * Ops, and separately predecessor references, in one collaborative change. Automerge's columns
- * are run-length encoded, so a change of under 200 bytes can declare a billion deletions;
- * decoding 10^6 of them took 11 s here. An honest insertion costs at least one byte, so this is
- * the byte limit; a deletion of a larger range at once has to be made in more than one edit.
- * (Belongs in protocol/limits.ts.)
- */
-export const MAX_COLLAB_CHANGE_OPS = MAX_COLLAB_CHANGE_BYTES;
+export { MAX_COLLAB_CHANGE_OPS };
 
 interface CollabRoot {
   text: string;

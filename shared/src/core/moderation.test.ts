@@ -291,3 +291,25 @@ describe('moderation precedence', () => {
     expect(view?.history.map((h) => h.text)).toEqual(['v1', 'v2', 'v3']);
   });
 });
+
+describe('roles', () => {
+  it('a role assigned concurrently with its revocation stays (add wins); a revoke that saw it removes it', async () => {
+    const w = await World.create(['alice', 'dan', 'carol']);
+    await w.setUp();
+    const makeDanAdmin = await w.write('alice', 'AssignRole', { user: w.person('dan').user, role: 'admin' });
+    await w.deliver('dan', makeDanAdmin);
+    await w.deliver('carol', makeDanAdmin);
+    const carol = w.person('carol').user;
+    // Alice promotes Carol while Dan, who has not seen that, revokes Carol's moderator role.
+    const assign = await w.write('alice', 'AssignRole', { user: carol, role: 'moderator' });
+    const revoke = await w.write('dan', 'RevokeRole', { user: carol, role: 'moderator' });
+    await w.deliver('alice', revoke);
+    await w.deliver('dan', assign);
+    for (const n of ['alice', 'dan']) expect(w.replica(n).state.roleOf(carol)).toBe('moderator');
+    // Dan, now having seen the assignment, revokes again: that one removes it.
+    const revoke2 = await w.write('dan', 'RevokeRole', { user: carol, role: 'moderator' });
+    await w.deliver('alice', revoke2);
+    for (const n of ['alice', 'dan']) expect(w.replica(n).state.roleOf(carol)).toBe('member');
+    expect(w.replica('alice').state.canonicalState()).toEqual(w.replica('dan').state.canonicalState());
+  });
+});

@@ -1,12 +1,6 @@
 import type { Ed25519, SigningKey } from '../ports/crypto.js';
 import { KEY_BYTES, SIG_BYTES, bufferSource, bytesKey, concatBytes, fromHex } from '../protocol/ids.js';
-
-/**
- * Entries. Imported public keys kept for `verify`: an importKey per verification costs a
- * third of the throughput (measured on Node 20), and a device sees a bounded set of authors
- * (members of its Spaces), so a few thousand keys cover the working set with bounded memory.
- */
-const VERIFY_KEY_CACHE_ENTRIES = 4096;
+import { VERIFY_KEY_CACHE_ENTRIES } from '../protocol/limits.js';
 
 /** DER prefix of a PKCS#8 PrivateKeyInfo for Ed25519 (RFC 8410); the 32-byte seed follows. */
 const PKCS8_PREFIX = fromHex('302e020100300506032b657004220420') ?? new Uint8Array(0);

@@ -45,6 +45,13 @@ export const MAX_MIME_BYTES = 100;
 /** Bytes. An Automerge change carried by a collaborative EditPost. */
 export const MAX_COLLAB_CHANGE_BYTES = 48 * 1024;
 
+/**
+ * Ops, and separately predecessor references, in one collaborative change. Automerge's columns
+ * are run-length encoded, so a change of under 200 bytes can declare a billion deletions;
+ * decoding 10^6 of them took 11 s here. An honest insertion costs at least one byte, so this is
+ * the byte limit; a deletion of a larger range at once has to be made in more than one edit.
+ */
+export const MAX_COLLAB_CHANGE_OPS = MAX_COLLAB_CHANGE_BYTES;
 /** Bytes. An opaque KeyHistory payload (MLS-encrypted epoch keys). */
 export const MAX_KEY_HISTORY_BYTES = 48 * 1024;
 
@@ -53,3 +60,10 @@ export const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 /** Ops. The holdback queue's bound; overflow drops the oldest buffered op (section 4). */
 export const MAX_HOLDBACK_OPS = 10_000;
+
+/**
+ * Entries. Imported public keys kept for `verify`: an importKey per verification costs a
+ * third of the throughput (measured on Node 20), and a device sees a bounded set of authors
+ * (members of its Spaces), so a few thousand keys cover the working set with bounded memory.
+ */
+export const VERIFY_KEY_CACHE_ENTRIES = 4096;
