@@ -678,8 +678,10 @@ export class SpaceState {
   }
 
   roleOf(user: UserId): 'admin' | 'moderator' | 'member' {
+    // `current()` first: computing it interns the users its ops name.
+    const auth = this.current();
     const u = this.table.users.get(bytesKey(user));
-    const r = u === undefined ? 0 : this.current().rank(u);
+    const r = u === undefined ? 0 : auth.rank(u);
     return r === 2 ? 'admin' : r === 1 ? 'moderator' : 'member';
   }
 
@@ -700,13 +702,15 @@ export class SpaceState {
 
   /** Whether `user` may post at `wallMs` according to everything accepted so far. */
   isMutedAt(user: UserId, wallMs: number): boolean {
+    const auth = this.current();
     const u = this.table.users.get(bytesKey(user));
-    return u !== undefined && this.current().mutedAt(u, wallMs);
+    return u !== undefined && auth.mutedAt(u, wallMs);
   }
 
   isBanned(user: UserId): boolean {
+    const auth = this.current();
     const u = this.table.users.get(bytesKey(user));
-    return u !== undefined && this.current().banned(u);
+    return u !== undefined && auth.banned(u);
   }
 
   settings() {
