@@ -286,8 +286,8 @@ export class SpaceReplica {
    * different messages under one key, so an equal signature on a verified op means the same
    * signed op: the same answer as comparing hashes of the signed bytes.
    */
-  private async resealed(op: SignedOp): Promise<boolean> {
-    for (const c of this.signatures.candidates(op.sig)) {
+  private async resealed(op: SignedOp, candidates: readonly number[]): Promise<boolean> {
+    for (const c of candidates) {
       const stored = await this.o.storage.getOp(
         this.o.space,
         keyBytes(this.state.table.ids[c] as string) as OpId,
@@ -299,8 +299,7 @@ export class SpaceReplica {
 
   private async epochKey(epoch: EpochRef): Promise<{ key: Uint8Array; ad: Uint8Array } | undefined> {
     const known = this.epochKeys.get(epoch.epoch);
-    const hit = known?.find((k) => equalBytes(k.commitHash, epoch.commitHash));
-    if (hit !== undefined) return hit;
+    for (const k of known ?? []) if (equalBytes(k.commitHash, epoch.commitHash)) return k;
     const key = await this.o.keys.epochKey(this.o.space, epoch);
     if (key === undefined) return undefined;
     const entry = { commitHash: epoch.commitHash, key, ad: sealAd(this.topic, epoch) };
@@ -354,7 +353,11 @@ export class SpaceReplica {
 
   private async settleOne(x: Opened): Promise<AcceptOutcome> {
     const { op, opId } = x;
-    if (this.state.table.indexOf(x.key) !== undefined || (await this.resealed(op))) {
+    const sameSig = this.signatures.candidates(op.sig);
+    if (
+      this.state.table.indexOf(x.key) !== undefined ||
+      (sameSig.length > 0 && (await this.resealed(op, sameSig)))
+    ) {
       return { kind: 'duplicate', opId };
     }
     const table = this.state.table;

@@ -6,6 +6,8 @@
  * confirms a hit by comparing the real signatures — so a collision costs a lookup, never a
  * wrong answer.
  */
+const NONE: readonly number[] = Object.freeze([]);
+
 export class SignatureIndex {
   private hi = new Uint32Array(1024);
   private lo = new Uint32Array(1024);
@@ -18,14 +20,14 @@ export class SignatureIndex {
   }
 
   /** Indices of accepted ops whose signature may equal `sig` (confirm by comparing). */
-  candidates(sig: Uint8Array): number[] {
+  candidates(sig: Uint8Array): readonly number[] {
     const [h, l] = this.fingerprint(sig);
     const mask = this.val.length - 1;
-    const out: number[] = [];
+    let out: number[] | undefined;
     for (let s = (h ^ l) & mask; this.val[s] !== -1; s = (s + 1) & mask) {
-      if (this.hi[s] === h && this.lo[s] === l) out.push(this.val[s] as number);
+      if (this.hi[s] === h && this.lo[s] === l) (out ??= []).push(this.val[s] as number);
     }
-    return out;
+    return out ?? NONE;
   }
 
   add(sig: Uint8Array, idx: number): void {

@@ -46,9 +46,11 @@ export function memoryStorage(): Storage {
 
   // Rejects rather than throws, like a real medium would.
   function run<T>(f: () => T): Promise<T> {
-    return new Promise((resolve) => {
-      resolve(f());
-    });
+    try {
+      return Promise.resolve(f());
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
   }
 
   function spaceOf(space: SpaceId): SpaceState | undefined {
