@@ -61,6 +61,9 @@ export type RecordOf<K extends ControlKind> = Extract<ControlRecord, { kind: K }
 /** A set of control ops (by acceptance index, ascending), interned. */
 export class ControlPast {
   auth: AuthState | undefined;
+  /** When made by `with`: the set it extends and the op it adds (for incremental authority). */
+  parent: ControlPast | undefined;
+  added: number | undefined;
   constructor(readonly ops: Int32Array) {}
 
   has(idx: number): boolean {
@@ -112,7 +115,12 @@ export class ControlPasts {
     const ops = new Int32Array(past.ops.length + 1);
     ops.set(past.ops);
     ops[past.ops.length] = idx;
-    return this.intern(ops);
+    const made = this.intern(ops);
+    if (made.parent === undefined && made !== past) {
+      made.parent = past;
+      made.added = idx;
+    }
+    return made;
   }
 
   get size(): number {
@@ -305,4 +313,114 @@ export function computeAuth(
     if (w !== undefined) s.banWinner.set(u, w);
   }
   return s;
+}
+
+/**
+ * The authority of `parent`'s set plus `r`, when `r` saw every op of that set (its causal past
+ * is exactly the set): then `r` comes after all of them in the total order and supersedes
+ * every earlier op on the same register, so one step gives what `computeAuth` would compute
+ * from scratch. Inputs are not changed.
+ */
+export function extendAuth(table: OpTable, parent: AuthState, r: ControlRecord): AuthState {
+  const s = new AuthState();
+  s.genesis = parent.genesis;
+  s.settings = parent.settings;
+  for (const [k, v] of parent.roles) s.roles.set(k, v);
+  for (const [k, v] of parent.muteWinner) s.muteWinner.set(k, v);
+  for (const [k, v] of parent.banWinner) s.banWinner.set(k, v);
+  for (const [k, v] of parent.channels) s.channels.set(k, v);
+  for (const [k, v] of parent.invites) s.invites.set(k, v);
+  for (const [k, v] of parent.removals) s.removals.set(k, v);
+  const target = (u: Uint8Array) => table.users.intern(bytesKey(u));
+  switch (r.kind) {
+    case 'CreateSpace':
+      throw new Error('the genesis has no causal past to extend');
+    case 'AssignRole': {
+      const u = target(r.body.user);
+      s.roles.set(u, new Set([...(s.roles.get(u) ?? []), r.body.role]));
+      break;
+    }
+    case 'RevokeRole': {
+      // Every assignment of this role is in the revoke's causal past, so none survives.
+      const u = target(r.body.user);
+      const rest = new Set(s.roles.get(u) ?? []);
+      rest.delete(r.body.role);
+      if (rest.size === 0) s.roles.delete(u);
+      else s.roles.set(u, rest);
+      break;
+    }
+    case 'Mute':
+    case 'Unmute':
+    case 'Timeout':
+      s.muteWinner.set(target(r.body.user), r);
+      break;
+    case 'Ban':
+      s.banWinner.set(target(r.body.user), r);
+      s.removals.set(target(r.body.user), [...(s.removals.get(target(r.body.user)) ?? []), r]);
+      break;
+    case 'Unban':
+      s.banWinner.set(target(r.body.user), r);
+      break;
+    case 'RemoveMember':
+      s.removals.set(target(r.body.user), [...(s.removals.get(target(r.body.user)) ?? []), r]);
+      break;
+    case 'CreateChannel': {
+      const k = bytesKey(r.body.channel);
+      if (!s.channels.has(k))
+        s.channels.set(k, { create: r, name: r.body.name, topic: r.body.topic, archived: false });
+      break;
+    }
+    case 'EditChannel': {
+      const k = bytesKey(r.body.channel);
+      const c = s.channels.get(k);
+      if (c !== undefined) {
+        s.channels.set(k, {
+          create: c.create,
+          name: r.body.name ?? c.name,
+          topic: r.body.topic ?? c.topic,
+          archived: r.body.archived ?? c.archived,
+        });
+      }
+      break;
+    }
+    case 'CreateInvite': {
+      const k = bytesKey(r.body.invite);
+      if (!s.invites.has(k)) s.invites.set(k, { create: r, revoked: false });
+      break;
+    }
+    case 'RevokeInvite': {
+      const k = bytesKey(r.body.invite);
+      const prev = s.invites.get(k);
+      if (prev !== undefined) s.invites.set(k, { create: prev.create, revoked: true });
+      break;
+    }
+    case 'SetSpaceSettings':
+      s.settings = {
+        name: r.body.name ?? s.settings.name,
+        description: r.body.description ?? s.settings.description,
+        historyVisibility: r.body.historyVisibility ?? s.settings.historyVisibility,
+      };
+      break;
+  }
+  return s;
+}
+
+/** A canonical text of an authority, to compare two (tests of `extendAuth`). */
+export function describeAuth(a: AuthState): string {
+  const id = (r: { opId: Uint8Array } | undefined) => (r === undefined ? '-' : bytesKey(r.opId));
+  const sorted = <T>(m: ReadonlyMap<number | string, T>, f: (v: T) => string) =>
+    [...m.entries()]
+      .map(([k, v]) => `${String(k)}=${f(v)}`)
+      .sort()
+      .join(';');
+  return [
+    id(a.genesis),
+    JSON.stringify(a.settings),
+    sorted(a.roles, (v) => [...v].sort().join(',')),
+    sorted(a.muteWinner, (v) => id(v)),
+    sorted(a.banWinner, (v) => id(v)),
+    sorted(a.channels, (v) => `${id(v.create)}/${v.name}/${v.topic}/${String(v.archived)}`),
+    sorted(a.invites, (v) => `${id(v.create)}/${String(v.revoked)}`),
+    sorted(a.removals, (v) => v.map(id).sort().join(',')),
+  ].join('|');
 }

@@ -19,6 +19,7 @@ import {
   toHex,
 } from '../protocol/index.js';
 import { createCollab, editCollab } from './collab.js';
+import { describeAuth } from './control.js';
 import type { SpaceReplica } from './replica.js';
 import { ManualClock, TestGroup, makeIdentities, seededRng, testReplica, testSpaceId } from './testkit.js';
 
@@ -354,6 +355,9 @@ async function run(s: Scenario): Promise<void> {
 }
 
 function expectSameState(replicas: readonly SpaceReplica[], now: number): void {
+  // The authority kept incrementally equals the one computed from scratch.
+  for (const r of replicas)
+    expect(describeAuth(r.state.current())).toBe(describeAuth(r.state.recomputedAuth()));
   const sets = replicas.map((r) => r.state.opIds().map(toHex).sort().join(','));
   const states = replicas.map((r) => toHex(r.state.canonicalState(now)));
   for (let i = 1; i < replicas.length; i++) {

@@ -28,6 +28,7 @@ import {
   RANK,
   type Rank,
   computeAuth,
+  extendAuth,
   isControlKind,
 } from './control.js';
 import { FLAG_LATE, OpTable } from './optable.js';
@@ -205,8 +206,23 @@ export class SpaceState {
   private record = (idx: number): ControlRecord => this.control.get(idx) as ControlRecord;
 
   authAt(past: ControlPast): AuthState {
-    past.auth ??= computeAuth(this.table, past.ops, this.record);
+    if (past.auth !== undefined) return past.auth;
+    const parent = past.parent;
+    const added = past.added === undefined ? undefined : this.control.get(past.added);
+    // One step when the added op saw the whole parent set; else from scratch.
+    past.auth =
+      parent?.auth !== undefined &&
+      added !== undefined &&
+      added.past === parent &&
+      added.kind !== 'CreateSpace'
+        ? extendAuth(this.table, parent.auth, added)
+        : computeAuth(this.table, past.ops, this.record);
     return past.auth;
+  }
+
+  /** The current authority computed from scratch, to check the incremental one (tests). */
+  recomputedAuth(): AuthState {
+    return computeAuth(this.table, this.allControl.ops, this.record);
   }
 
   /** The authority in force now: every accepted control op. */

@@ -46,6 +46,10 @@ export function sealAd(topic: TopicId, epoch: EpochRef): Uint8Array {
   return concatBytes(topic, epochBytes(epoch));
 }
 
+function bad(what: string): never {
+  throw new SealError('bad-envelope', what);
+}
+
 export function encodeSealed(env: SealedEnvelope): Uint8Array {
   return encode([env.topic, [env.epoch.epoch, env.epoch.commitHash], env.nonce, env.ciphertext]);
 }
@@ -57,9 +61,6 @@ export function decodeSealed(bytes: Uint8Array): SealedEnvelope {
     throw new SealError('bad-envelope', 'length is not a padding bucket');
   // Views: the envelope's fields are read from the caller's bytes, which are kept as they are.
   const v = decode(bytes, undefined, { views: true });
-  const bad = (what: string): never => {
-    throw new SealError('bad-envelope', what);
-  };
   if (!Array.isArray(v) || v.length !== 4) bad('expected an array of 4');
   const [topic, epoch, nonce, ct] = v as readonly CborValue[];
   if (!(topic instanceof Uint8Array) || topic.length !== HASH_BYTES) bad('topic');
@@ -71,9 +72,9 @@ export function decodeSealed(bytes: Uint8Array): SealedEnvelope {
   if (!(ct instanceof Uint8Array) || ct.length < TAG_BYTES + 1) bad('ciphertext');
   return {
     topic: topic as TopicId,
-    epoch: { epoch: num as number, commitHash: hash as Uint8Array },
-    nonce: nonce as Uint8Array,
-    ciphertext: ct as Uint8Array,
+    epoch: { epoch: num, commitHash: hash },
+    nonce: nonce,
+    ciphertext: ct,
   };
 }
 
