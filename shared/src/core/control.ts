@@ -178,6 +178,55 @@ export class AuthState {
   }
 }
 
+/**
+ * Channels, invites and settings: applied in total order, the first create of an id wins and
+ * later edits overwrite field by field (an edit or revoke of an unknown id is inert).
+ */
+function applyStructure(
+  s: AuthState,
+  r: RecordOf<'CreateChannel' | 'EditChannel' | 'CreateInvite' | 'RevokeInvite' | 'SetSpaceSettings'>,
+): void {
+  switch (r.kind) {
+    case 'CreateChannel': {
+      const k = bytesKey(r.body.channel);
+      if (!s.channels.has(k))
+        s.channels.set(k, { create: r, name: r.body.name, topic: r.body.topic, archived: false });
+      break;
+    }
+    case 'EditChannel': {
+      const k = bytesKey(r.body.channel);
+      const c = s.channels.get(k);
+      if (c !== undefined) {
+        s.channels.set(k, {
+          create: c.create,
+          name: r.body.name ?? c.name,
+          topic: r.body.topic ?? c.topic,
+          archived: r.body.archived ?? c.archived,
+        });
+      }
+      break;
+    }
+    case 'CreateInvite': {
+      const k = bytesKey(r.body.invite);
+      if (!s.invites.has(k)) s.invites.set(k, { create: r, revoked: false });
+      break;
+    }
+    case 'RevokeInvite': {
+      const k = bytesKey(r.body.invite);
+      const prev = s.invites.get(k);
+      if (prev !== undefined) s.invites.set(k, { create: prev.create, revoked: true });
+      break;
+    }
+    case 'SetSpaceSettings':
+      s.settings = {
+        name: r.body.name ?? s.settings.name,
+        description: r.body.description ?? s.settings.description,
+        historyVisibility: r.body.historyVisibility ?? s.settings.historyVisibility,
+      };
+      break;
+  }
+}
+
 /** Computes the authority conferred by a set of control ops. */
 export function computeAuth(
   table: OpTable,
@@ -241,44 +290,12 @@ export function computeAuth(
       case 'RemoveMember':
         push(s.removals, target(r.body.user), r);
         break;
-      case 'CreateChannel': {
-        const k = bytesKey(r.body.channel);
-        if (!s.channels.has(k))
-          s.channels.set(k, { create: r, name: r.body.name, topic: r.body.topic, archived: false });
-        break;
-      }
-      case 'EditChannel': {
-        const k = bytesKey(r.body.channel);
-        const c = s.channels.get(k);
-        // Edits apply in total order (last writer wins per field); an edit of an unknown channel is inert.
-        if (c !== undefined) {
-          s.channels.set(k, {
-            create: c.create,
-            name: r.body.name ?? c.name,
-            topic: r.body.topic ?? c.topic,
-            archived: r.body.archived ?? c.archived,
-          });
-        }
-        break;
-      }
-      case 'CreateInvite': {
-        const k = bytesKey(r.body.invite);
-        const prev = s.invites.get(k);
-        if (prev === undefined) s.invites.set(k, { create: r, revoked: false });
-        break;
-      }
-      case 'RevokeInvite': {
-        const k = bytesKey(r.body.invite);
-        const prev = s.invites.get(k);
-        if (prev !== undefined) s.invites.set(k, { create: prev.create, revoked: true });
-        break;
-      }
+      case 'CreateChannel':
+      case 'EditChannel':
+      case 'CreateInvite':
+      case 'RevokeInvite':
       case 'SetSpaceSettings':
-        s.settings = {
-          name: r.body.name ?? s.settings.name,
-          description: r.body.description ?? s.settings.description,
-          historyVisibility: r.body.historyVisibility ?? s.settings.historyVisibility,
-        };
+        applyStructure(s, r);
         break;
     }
   }
@@ -364,42 +381,12 @@ export function extendAuth(table: OpTable, parent: AuthState, r: ControlRecord):
     case 'RemoveMember':
       s.removals.set(target(r.body.user), [...(s.removals.get(target(r.body.user)) ?? []), r]);
       break;
-    case 'CreateChannel': {
-      const k = bytesKey(r.body.channel);
-      if (!s.channels.has(k))
-        s.channels.set(k, { create: r, name: r.body.name, topic: r.body.topic, archived: false });
-      break;
-    }
-    case 'EditChannel': {
-      const k = bytesKey(r.body.channel);
-      const c = s.channels.get(k);
-      if (c !== undefined) {
-        s.channels.set(k, {
-          create: c.create,
-          name: r.body.name ?? c.name,
-          topic: r.body.topic ?? c.topic,
-          archived: r.body.archived ?? c.archived,
-        });
-      }
-      break;
-    }
-    case 'CreateInvite': {
-      const k = bytesKey(r.body.invite);
-      if (!s.invites.has(k)) s.invites.set(k, { create: r, revoked: false });
-      break;
-    }
-    case 'RevokeInvite': {
-      const k = bytesKey(r.body.invite);
-      const prev = s.invites.get(k);
-      if (prev !== undefined) s.invites.set(k, { create: prev.create, revoked: true });
-      break;
-    }
+    case 'CreateChannel':
+    case 'EditChannel':
+    case 'CreateInvite':
+    case 'RevokeInvite':
     case 'SetSpaceSettings':
-      s.settings = {
-        name: r.body.name ?? s.settings.name,
-        description: r.body.description ?? s.settings.description,
-        historyVisibility: r.body.historyVisibility ?? s.settings.historyVisibility,
-      };
+      applyStructure(s, r);
       break;
   }
   return s;

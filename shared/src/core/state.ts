@@ -17,6 +17,7 @@ import {
   type Role,
   type SignedOp,
   type UserId,
+  blobWire,
   bytesKey,
   keyBytes,
 } from '../protocol/index.js';
@@ -803,7 +804,6 @@ export class SpaceState {
         const y = bytesKey(key(b));
         return x < y ? -1 : x > y ? 1 : 0;
       });
-    const blob = (b: BlobRef): CborValue => [b.hash, b.key, b.size, b.mime, b.name];
     const value: CborValue = [
       [creator ?? null, s.name, s.description, s.historyVisibility],
       this.roles().map((r) => [r.user, [...r.roles]]),
@@ -838,8 +838,8 @@ export class SpaceState {
         p.parent,
         p.author,
         p.text,
-        p.body === null ? null : blob(p.body),
-        p.attachments.map(blob),
+        p.body === null ? null : blobWire(p.body),
+        p.attachments.map(blobWire),
         p.history.map((h) => [h.opId, h.text]),
         p.deleted,
         p.deletedBy,

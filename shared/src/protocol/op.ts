@@ -232,7 +232,8 @@ function blobRef(v: CborValue | undefined): BlobRef {
     name: text(f[4], MAX_NAME_BYTES, 'blob.name'),
   };
 }
-const blobWire = (b: BlobRef): CborValue => [b.hash, b.key, b.size, b.mime, b.name];
+/** A blob reference in its wire form. */
+export const blobWire = (b: BlobRef): CborValue => [b.hash, b.key, b.size, b.mime, b.name];
 
 interface BodyCodec<K extends OpKind> {
   readonly fields: number;
