@@ -237,7 +237,7 @@ export class SpaceReplica {
       throw e;
     }
     if (!equalBytes(env.topic, this.topic)) return rejected(opId, 'wrong-space', 'sealed for another topic');
-    const epochKey = await this.epochKey(env.epoch);
+    const epochKey = this.cachedEpochKey(env.epoch) ?? (await this.epochKey(env.epoch));
     if (epochKey === undefined) {
       return this.hold(key, { why: 'awaiting-epoch', sealed, opened: undefined, missing: new Set() }, opId);
     }
@@ -297,6 +297,12 @@ export class SpaceReplica {
     return false;
   }
 
+  private cachedEpochKey(epoch: EpochRef): { key: Uint8Array; ad: Uint8Array } | undefined {
+    const known = this.epochKeys.get(epoch.epoch);
+    if (known !== undefined) for (const k of known) if (equalBytes(k.commitHash, epoch.commitHash)) return k;
+    return undefined;
+  }
+
   private async epochKey(epoch: EpochRef): Promise<{ key: Uint8Array; ad: Uint8Array } | undefined> {
     const known = this.epochKeys.get(epoch.epoch);
     for (const k of known ?? []) if (equalBytes(k.commitHash, epoch.commitHash)) return k;
@@ -317,7 +323,10 @@ export class SpaceReplica {
   /** Steps 4–7 for one opened op, then for everything its acceptance releases. */
   private async settle(first: Opened): Promise<AcceptOutcome> {
     const outcome = await this.settleOne(first);
-    if (outcome.kind !== 'accepted') return outcome;
+    if (outcome.kind !== 'accepted' || !this.waiting.has(first.key)) {
+      this.requested.delete(first.key);
+      return outcome;
+    }
     const ready: Opened[] = [];
     this.release(first.key, ready);
     for (let next = ready.shift(); next !== undefined; next = ready.shift()) {
