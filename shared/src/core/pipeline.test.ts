@@ -710,12 +710,8 @@ describe('bad input at the pipeline boundary', () => {
     });
 
     it("Bob's certificate relabelled as Carol's, on a replica that already verified Bob's certificate", async () => {
-      // BUG (replica.ts, openAndVerify): verified certificates are cached by device and
-      // certificate signature only, so once Bob's real certificate has been verified, any cert
-      // with Bob's device and Bob's cert signature skips verification whatever its `user` (or
-      // `createdMs`). Bob can then sign ops attributed to, and authorized as, any other user
-      // (an AssignRole making himself admin, in Alice's name, is accepted), while replicas that
-      // have not cached Bob's certificate (fresh or reopened) reject the same op: they diverge.
+      // A verified certificate is remembered whole: a cert with Bob's device and signature but
+      // another user (or time) is verified again, and fails, rather than passing on the cache.
       const fx = await fixture();
       await expectRefused(fx, await claimCarol(fx), 'rejected:bad-signature', /certificate/);
     });
