@@ -1,0 +1,74 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { webCryptoAead } from '../ports/aead.js';
+import { SealError } from '../protocol/errors.js';
+import { toHex } from '../protocol/ids.js';
+import { nodeAead } from './aead.node.js';
+import { sha256 } from './sha256.js';
+import { nodeSha256 } from './sha256.node.js';
+import { World } from '../core/scenario.js';
+import { testReplica } from '../core/testkit.js';
+
+describe('the Node host crypto', () => {
+  it('AES-GCM: the same bytes as WebCrypto both ways, and tampering is refused', async () => {
+    const web = webCryptoAead();
+    const node = nodeAead();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.uint8Array({ minLength: 12, maxLength: 12 }),
+        fc.uint8Array({ maxLength: 80 }),
+        fc.uint8Array({ maxLength: 2000 }),
+        fc.nat(),
+        async (key, nonce, ad, plain, flip) => {
+          const a = await node.encrypt(key, nonce, ad, plain);
+          const b = await web.encrypt(key, nonce, ad, plain);
+          expect(toHex(a)).toBe(toHex(b));
+          expect(toHex(await node.decrypt(key, nonce, ad, b))).toBe(toHex(plain));
+          expect(toHex(await web.decrypt(key, nonce, ad, a))).toBe(toHex(plain));
+          const bad = a.slice();
+          const i = flip % bad.length;
+          bad[i] = (bad[i] as number) ^ 1;
+          await expect(node.decrypt(key, nonce, ad, bad)).rejects.toBeInstanceOf(SealError);
+          await expect(node.decrypt(key, nonce, new Uint8Array([...ad, 0]), a)).rejects.toBeInstanceOf(
+            SealError,
+          );
+        },
+      ),
+      { numRuns: 200 },
+    );
+    await expect(
+      node.decrypt(new Uint8Array(16), new Uint8Array(12), new Uint8Array(0), new Uint8Array(40)),
+    ).rejects.toBeInstanceOf(SealError);
+    await expect(
+      node.decrypt(new Uint8Array(32), new Uint8Array(12), new Uint8Array(0), new Uint8Array(5)),
+    ).rejects.toBeInstanceOf(SealError);
+  });
+
+  it('SHA-256: the same digest as the pure-JS one', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 5000 }), (data) => {
+        expect(toHex(nodeSha256(data))).toBe(toHex(sha256(data)));
+      }),
+      { numRuns: 200 },
+    );
+    expect(toHex(nodeSha256(new TextEncoder().encode('abc')))).toBe(
+      'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad',
+    );
+  });
+
+  it('a replica on the Node host crypto accepts what WebCrypto replicas sealed, and reaches the same state', async () => {
+    const w = await World.create(['alice', 'bob']);
+    const { chat, ops } = await w.setUp();
+    const post = await w.post('bob', chat, 'hello from a WebCrypto replica');
+    const node = await testReplica(w.space, w.group, {
+      clock: w.clock,
+      aead: nodeAead(),
+      sha256: nodeSha256,
+    });
+    for (const op of [...ops, post]) expect((await node.accept(op.sealed)).kind).toBe('accepted');
+    await w.deliver('alice', post);
+    expect(toHex(node.state.canonicalState())).toBe(toHex(w.replica('alice').state.canonicalState()));
+    expect(node.currentHeads().map(toHex)).toEqual(w.replica('alice').currentHeads().map(toHex));
+  });
+});
