@@ -286,18 +286,18 @@ function withinLimits(bytes: Uint8Array): boolean {
   if (bytes.length > MAX_COLLAB_CHANGE_BYTES) return false;
   const r = new Reader(bytes);
   if (!MAGIC.every((m) => r.byte() === m)) return false;
-  r.skip(4); // checksum; Automerge verifies it
+  r.advance(4); // checksum; Automerge verifies it
   if (r.byte() !== CHUNK_CHANGE) return false;
   const length = r.uint();
   if (length === undefined || r.pos + length !== bytes.length) return false;
-  r.skip(r.count(32)); // dependencies
-  r.skip(r.uint()); // actor
+  r.advance(r.count(32)); // dependencies
+  r.advance(r.uint()); // actor
   r.uint(); // seq
   r.uint(); // start op
   r.int(); // time
-  r.skip(r.uint()); // message
+  r.advance(r.uint()); // message
   const others = r.uint() ?? Infinity;
-  for (let i = 0; i < others && r.ok(); i++) r.skip(r.uint());
+  for (let i = 0; i < others && r.ok(); i++) r.advance(r.uint());
   const columns = r.uint() ?? Infinity;
   const layout: { spec: number; start: number; end: number }[] = [];
   let offset = 0;
@@ -369,7 +369,7 @@ class Reader {
     return v;
   }
 
-  skip(n: number | undefined): void {
+  advance(n: number | undefined): void {
     if (n === undefined || this.pos + n > this.b.length) this.failed = true;
     else this.pos += n;
   }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { equalBytes, type PostId } from '../protocol/index.js';
+import { equalBytes } from '../protocol/index.js';
 import type { AcceptOutcome } from './replica.js';
-import { World, newId } from './scenario.js';
+import { World, newId, postBody } from './scenario.js';
 
 function kinds(outcomes: readonly AcceptOutcome[]): string[] {
   return outcomes.map((o) => (o.kind === 'rejected' ? `rejected:${o.reason}` : o.kind));
@@ -77,21 +77,7 @@ describe('a post while its author is being banned', () => {
     const { w, chat } = await world();
     const ban = await w.write('alice', 'Ban', { user: w.person('john').user, atEpoch: 2, reason: 'spam' }, 2);
     // John still holds the epoch 2 key in this double; the membership history refuses him.
-    const atE2 = await w.write(
-      'john',
-      'CreatePost',
-      {
-        post: newId<PostId>(),
-        channel: chat,
-        thread: null,
-        parent: null,
-        text: 'after the ban',
-        body: null,
-        attachments: [],
-        collab: null,
-      },
-      2,
-    );
+    const atE2 = await w.write('john', 'CreatePost', postBody(chat, 'after the ban'), 2);
     expect(kinds(await w.deliver('alice', atE2))).toEqual(['rejected:not-member']);
     expect(kinds(await w.deliver('bob', ban, atE2))).toEqual(['accepted', 'rejected:not-member']);
     // John saw his ban and tries an older epoch stamp: his op depends on an epoch 2 op.
@@ -255,21 +241,7 @@ describe('moderation precedence', () => {
     const { chat } = await w.setUp();
     w.group.setEpoch(2, [w.person('alice').user, w.person('bob').user]);
     const first = await w.post('alice', chat, 'at epoch 1');
-    const e2 = await w.write(
-      'alice',
-      'CreatePost',
-      {
-        post: newId<PostId>(),
-        channel: chat,
-        thread: null,
-        parent: null,
-        text: 'epoch 2',
-        body: null,
-        attachments: [],
-        collab: null,
-      },
-      2,
-    );
+    const e2 = await w.write('alice', 'CreatePost', postBody(chat, 'epoch 2'), 2);
     expect(e2.outcome.kind).toBe('accepted');
     const back = await w.post('alice', chat, 'back to epoch 1');
     expect(back.outcome).toMatchObject({ kind: 'rejected', reason: 'epoch-regression' });

@@ -19,7 +19,6 @@ import { type Storage, type StoredOp, StorageError } from '../ports/storage.js';
 import type { SigningKey } from '../ports/crypto.js';
 import { type DeviceIdentity, certifyDevice } from '../protocol/identity.js';
 import {
-  type Bodies,
   type CborValue,
   type ChannelId,
   type DeviceId,
@@ -52,8 +51,8 @@ import {
   toHex,
 } from '../protocol/index.js';
 import type { AcceptOutcome, AcceptedEvent, ReplicaOptions, SpaceReplica } from './replica.js';
-import { World, type Written, newId } from './scenario.js';
-import { TestGroup, testEd25519, testEpoch, testReplica, testSpaceId } from './testkit.js';
+import { World, type Written, newId, postBody } from './scenario.js';
+import { TestGroup, seededRng, testEd25519, testEpoch, testReplica, testSpaceId } from './testkit.js';
 
 // ---------------------------------------------------------------- fixture
 
@@ -197,19 +196,6 @@ async function opOf(fx: Fixture, sealed: Uint8Array, n = 1): Promise<SignedOp> {
   return decodeOp(await plainOf(fx, sealed, n));
 }
 
-function postBody(channel: ChannelId, text: string): Bodies['CreatePost'] {
-  return {
-    post: newId<PostId>(),
-    channel,
-    thread: null,
-    parent: null,
-    text,
-    body: null,
-    attachments: [],
-    collab: null,
-  };
-}
-
 /** A valid CreatePost by `who` on the replica's heads, stamped after them. */
 function draft(fx: Fixture, who: DeviceIdentity, text = 'crafted by hand'): UnsignedOp {
   fx.w.clock.advance(10);
@@ -259,15 +245,7 @@ function bodyOf(fields: readonly CborValue[]): CborValue[] {
 
 /** Bytes filled from a seed: large random inputs cost one generated integer. */
 function filled(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed | 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
+  return seededRng(seed).randomBytes(n);
 }
 
 /** The order of the Ed25519 base point (RFC 8032's L). */

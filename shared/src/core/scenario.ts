@@ -27,6 +27,25 @@ export function newId<T extends Uint8Array>(): T {
   return webRng.randomBytes(16) as T;
 }
 
+/** A top-level chat post with a fresh id; `extra` overrides any field. */
+export function postBody(
+  channel: ChannelId,
+  text: string,
+  extra: Partial<Bodies['CreatePost']> = {},
+): Bodies['CreatePost'] {
+  return {
+    post: newId<PostId>(),
+    channel,
+    thread: null,
+    parent: null,
+    text,
+    body: null,
+    attachments: [],
+    collab: null,
+    ...extra,
+  };
+}
+
 export class World {
   readonly clock = new ManualClock();
   readonly group = new TestGroup();
@@ -102,18 +121,8 @@ export class World {
   }
 
   post(name: string, channel: ChannelId, text: string, extra: Partial<Bodies['CreatePost']> = {}) {
-    const post = newId<PostId>();
-    return this.write(name, 'CreatePost', {
-      post,
-      channel,
-      thread: null,
-      parent: null,
-      text,
-      body: null,
-      attachments: [],
-      collab: null,
-      ...extra,
-    }).then((w) => ({ ...w, post }));
+    const body = postBody(channel, text, extra);
+    return this.write(name, 'CreatePost', body).then((w) => ({ ...w, post: body.post }));
   }
 
   thread(name: string, channel: ChannelId, title: string) {

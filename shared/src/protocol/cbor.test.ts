@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { HEAD_BOUNDARIES, expectCodecError } from './codec.testing.js';
 import { describe, expect, it } from 'vitest';
 import {
   type CborMap,
@@ -19,22 +20,6 @@ function hex(h: string): Uint8Array {
   return b;
 }
 
-function thrown(f: () => unknown): unknown {
-  try {
-    f();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
-
-function expectCodecError(f: () => unknown, code: CodecErrorCode): void {
-  expect(f).toThrow(CodecError);
-  const e = thrown(f);
-  if (!(e instanceof CodecError)) throw new Error('unreachable: toThrow passed');
-  expect(e.code).toBe(code);
-}
-
 function nested(levels: number, inner: CborValue): CborValue {
   let v = inner;
   for (let i = 0; i < levels; i++) v = [v];
@@ -47,16 +32,7 @@ const arbInt: fc.Arbitrary<number> = fc.oneof(
   fc.integer(),
   fc.maxSafeInteger(),
   fc.constantFrom(
-    0,
-    23,
-    24,
-    0xff,
-    0x100,
-    0xffff,
-    0x10000,
-    0xffffffff,
-    0x100000000,
-    Number.MAX_SAFE_INTEGER,
+    ...HEAD_BOUNDARIES,
     -1,
     -24,
     -25,

@@ -5,6 +5,7 @@
  * Signatures are random bytes; nothing here signs.
  */
 import fc from 'fast-check';
+import { HEAD_BOUNDARIES } from './codec.testing.js';
 import {
   type ChannelId,
   type DeviceId,
@@ -57,18 +58,7 @@ export const arbUint = (): fc.Arbitrary<number> =>
     fc.nat(),
     fc.maxSafeNat(),
     fc.integer({ min: 1_600_000_000_000, max: 2_000_000_000_000 }),
-    fc.constantFrom(
-      0,
-      23,
-      24,
-      0xff,
-      0x100,
-      0xffff,
-      0x10000,
-      0xffffffff,
-      0x100000000,
-      Number.MAX_SAFE_INTEGER,
-    ),
+    fc.constantFrom(...HEAD_BOUNDARIES),
   );
 
 function utf8Length(cp: number): number {
@@ -90,7 +80,7 @@ function truncateUtf8(s: string, maxBytes: number): string {
 /** Characters of each UTF-8 length, and ones that codecs get wrong (BOM, U+FFFD, NUL). */
 const EDGE_CHARS = ['a', '\u0000', 'é', '€', '\uFEFF', '\uFFFD', '😀', '\u{10FFFF}'] as const;
 
-/** Well-formed text of at most `maxBytes` UTF-8 bytes: any Unicode, and strings filled to the limit. */
+/** Well-formed text of at most `maxBytes` UTF-8 bytes, from the whole of Unicode, and strings filled to the limit. */
 export const arbText = (maxBytes: number): fc.Arbitrary<string> =>
   fc
     .oneof(

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
+import { expectCodecError, thrown } from './codec.testing.js';
 import { describe, expect, it } from 'vitest';
 import { type CborValue, decode, encode } from './cbor.js';
-import { type CodecErrorCode, CodecError } from './errors.js';
+import { CodecError } from './errors.js';
 import {
   type OpId,
   type ThreadId,
@@ -41,22 +42,6 @@ import {
 import { arbBytes, arbOpOf, arbSignedOp } from './op.arbitraries.js';
 
 // ---------- helpers ----------
-
-function thrown(f: () => unknown): unknown {
-  try {
-    f();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
-
-function expectCodecError(f: () => unknown, code: CodecErrorCode): void {
-  expect(f).toThrow(CodecError);
-  const e = thrown(f);
-  if (!(e instanceof CodecError)) throw new Error('unreachable: toThrow passed');
-  expect(e.code).toBe(code);
-}
 
 /** The op's wire array, freshly decoded so each caller may mutate its own copy. */
 function wireOf(op: SignedOp): CborValue[] {
