@@ -67,3 +67,21 @@ export const MAX_HOLDBACK_OPS = 10_000;
  * (members of its Spaces), so a few thousand keys cover the working set with bounded memory.
  */
 export const VERIFY_KEY_CACHE_ENTRIES = 4096;
+
+/** Bytes. An MLS credential's identity: `[user, createdMs, certSig]` needs about 110. */
+export const MAX_MLS_CREDENTIAL_BYTES = 256;
+
+/** Bytes. One MLS message (commit, Welcome, key package) accepted from the network; a commit in a 5,000-member Space is about 1.5 MB. */
+export const MAX_MLS_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Epochs. How many past epochs of MLS receiver state a member keeps (for proposals and
+ * late handshake messages); content keys of every epoch are kept separately in the key history.
+ */
+export const MLS_RETAIN_EPOCHS = 4;
+
+/** Key packages. The stock of unused ones a device keeps ready for invites. */
+export const KEY_PACKAGE_STOCK = 5;
+
+/** Limits for decoding a saved key history and membership history (our own CBOR, trusted size). */
+export const MAX_HISTORY_ENTRIES = 1_000_000;

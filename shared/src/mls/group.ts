@@ -1,0 +1,683 @@
+/**
+ * One Space as an MLS group, from one device's side (ARCHITECTURE.md section 6): create, add
+ * with a Welcome, remove, leave, self-update; commits applied only once the Space's relays
+ * acknowledged them (soft sequencing, section 6.3); the epoch content keys and the membership
+ * history the acceptance pipeline asks for. ts-mls stays inside this folder.
+ */
+import {
+  type ClientState,
+  type KeyPackage,
+  type MLSMessage,
+  type PrivateKeyPackage,
+  type Proposal,
+  createCommit,
+  createGroup,
+  createProposal,
+  decodeGroupState,
+  decodeMlsMessage,
+  emptyPskIndex,
+  encodeGroupState,
+  encodeMlsMessage,
+  joinGroupWithExtensions,
+  mlsExporter,
+  processMessage,
+} from 'ts-mls';
+import type { IncomingMessageCallback } from 'ts-mls';
+import type { Aead } from '../ports/aead.js';
+import type { Ed25519 } from '../ports/crypto.js';
+import type { Clock, Rng } from '../ports/env.js';
+import type { MembershipAnswer } from '../ports/keys.js';
+import { type CborValue, type DecodeLimits, decode, encode } from '../protocol/cbor.js';
+import { CodecError, SealError } from '../protocol/errors.js';
+import type { DeviceId, EpochRef, SpaceId, TopicId, UserId } from '../protocol/ids.js';
+import { HASH_BYTES, bytesKey, equalBytes } from '../protocol/ids.js';
+import { MAX_MLS_MESSAGE_BYTES, MLS_RETAIN_EPOCHS } from '../protocol/limits.js';
+import { NONCE_BYTES } from '../protocol/seal.js';
+import { topicId } from '../crypto/sha256.js';
+import { decodeHandshake, openHandshake, sealHandshake } from './envelope.js';
+import { EpochHistory } from './history.js';
+import {
+  CONTENT_KEY_LABEL,
+  type GroupMember,
+  KEY_HISTORY_EXTENSION,
+  certOf,
+  ciphersuite,
+  clientConfig,
+} from './suite.js';
+
+/** Why a handshake message or a Welcome was refused. Nothing changed when one is returned. */
+export type GroupRejectReason =
+  /** Not a handshake envelope or MLS message, or one for another Space. */
+  | 'malformed'
+  /** The epoch key does not open it. */
+  | 'bad-seal'
+  /** MLS validation failed: signature, confirmation tag, tree, credential. */
+  | 'invalid'
+  /** The committer may not make these changes (section 6.3: only admins and moderators change membership). */
+  | 'unauthorized'
+  /** It adds a banned user. */
+  | 'banned'
+  /** This device is no longer a member of the group. */
+  | 'not-member';
+
+/** What processing a handshake message did. */
+export type ProcessOutcome =
+  | {
+      readonly kind: 'applied';
+      readonly epoch: EpochRef;
+      readonly committer: GroupMember | undefined;
+      readonly added: readonly GroupMember[];
+      readonly removed: readonly GroupMember[];
+    }
+  /** The commit removed this device: the group is closed; its past keys stay readable. */
+  | { readonly kind: 'removed-self'; readonly epoch: EpochRef; readonly committer: GroupMember | undefined }
+  /** A proposal (a member leaving), kept for the next commit. */
+  | { readonly kind: 'proposal-stored'; readonly from: GroupMember | undefined }
+  /** A message this device already applied (its own commit echoed by a relay). */
+  | { readonly kind: 'duplicate' }
+  /** Sent in an epoch this device has moved past: a competing commit (fork, section 6.3). */
+  | { readonly kind: 'stale'; readonly epoch: number }
+  /** Sent in an epoch this device has not reached: keep it, retry after the earlier commits. */
+  | { readonly kind: 'future'; readonly epoch: number }
+  | { readonly kind: 'rejected'; readonly reason: GroupRejectReason; readonly detail: string };
+
+/** A membership change this device wants to commit. */
+export type Change =
+  | { readonly kind: 'add'; readonly keyPackages: readonly Uint8Array[] }
+  | { readonly kind: 'remove'; readonly devices: readonly DeviceId[] }
+  | { readonly kind: 'update' };
+
+/**
+ * Who may commit what, answered from the Space's state (roles and bans live in the op log,
+ * not in MLS). Asked before this device commits and for every commit it receives.
+ */
+export interface CommitPolicy {
+  check(
+    committer: GroupMember,
+    change: { readonly added: readonly GroupMember[]; readonly removed: readonly GroupMember[] },
+  ): 'ok' | 'unauthorized' | 'banned';
+}
+
+/** Any member may commit anything: for Spaces whose state is not loaded (tests, tools). */
+export const openPolicy: CommitPolicy = { check: () => 'ok' };
+
+/** When a member rotates its keys with a self-update (section 6.1). */
+export interface RotationPolicy {
+  /** Milliseconds an epoch may last. */
+  readonly maxAgeMs: number;
+  /** Ops this device may seal in one epoch. */
+  readonly maxMessages: number;
+}
+
+export const DEFAULT_ROTATION: RotationPolicy = { maxAgeMs: 7 * 24 * 3600 * 1000, maxMessages: 10_000 };
+
+export interface GroupContextOptions {
+  readonly ed25519: Ed25519;
+  readonly aead: Aead;
+  readonly clock: Clock;
+  readonly rng: Rng;
+  readonly policy?: CommitPolicy;
+  readonly rotation?: RotationPolicy;
+}
+
+/** This device's own MLS key material: its certified device key as the credential's signature key. */
+export interface MlsSelf {
+  readonly user: UserId;
+  readonly device: DeviceId;
+  /** The device key's 32-byte seed (RFC 8032 private key). */
+  readonly seed: Uint8Array;
+}
+
+/**
+ * A commit made but not yet applied: send `handshake` to the Space's relays and `welcome` to
+ * the added members, then `SpaceGroup.confirm` it once a relay acknowledged the handshake.
+ */
+export class PendingCommit {
+  constructor(
+    /** The epoch this commit replaces. */
+    readonly from: EpochRef,
+    /** The epoch it creates. */
+    readonly to: EpochRef,
+    /** The sealed commit for the Space's topic. */
+    readonly handshake: Uint8Array,
+    /** The Welcome for the added members (an MLS message), when it adds any. */
+    readonly welcome: Uint8Array | undefined,
+    readonly added: readonly GroupMember[],
+    readonly removed: readonly GroupMember[],
+    /** @internal */
+    readonly base: ClientState,
+    /** @internal */
+    readonly next: ClientState,
+  ) {}
+}
+
+export type PrepareResult =
+  | { readonly kind: 'ready'; readonly commit: PendingCommit }
+  | { readonly kind: 'refused'; readonly reason: GroupRejectReason; readonly detail: string };
+
+const STATE_LIMITS: DecodeLimits = {
+  maxBytes: 512 * 1024 * 1024,
+  maxArrayLength: 16,
+  maxStringBytes: 256 * 1024 * 1024,
+  maxDepth: 6,
+};
+
+const ZERO_HASH = new Uint8Array(HASH_BYTES);
+/** Handshakes this device applied (by their AEAD tag), remembered to recognise their echoes. */
+const RECENT_HANDSHAKES = 64;
+
+function refOf(state: ClientState): EpochRef {
+  const epoch = Number(state.groupContext.epoch);
+  return { epoch, commitHash: epoch === 0 ? ZERO_HASH : state.groupContext.confirmedTranscriptHash };
+}
+
+function membersOf(state: ClientState): GroupMember[] {
+  const out: GroupMember[] = [];
+  for (let i = 0; i < state.ratchetTree.length; i += 2) {
+    const m = leafMember(state, i / 2);
+    if (m !== undefined) out.push(m);
+  }
+  return out;
+}
+
+function leafMember(state: ClientState, leaf: number): GroupMember | undefined {
+  const n = state.ratchetTree[leaf * 2];
+  if (n?.nodeType !== 'leaf') return undefined;
+  const cert = certOf(n.leaf.credential);
+  return cert === undefined ? undefined : { user: cert.user, device: n.leaf.signaturePublicKey as DeviceId };
+}
+
+function keyPackageMember(kp: KeyPackage): GroupMember | undefined {
+  const cert = certOf(kp.leafNode.credential);
+  return cert === undefined
+    ? undefined
+    : { user: cert.user, device: kp.leafNode.signaturePublicKey as DeviceId };
+}
+
+/** Decodes one MLS message filling `bytes`, or `undefined`. */
+export function decodeMls(bytes: Uint8Array): MLSMessage | undefined {
+  if (bytes.length > MAX_MLS_MESSAGE_BYTES) return undefined;
+  try {
+    const r = decodeMlsMessage(bytes, 0);
+    return r !== undefined && r[1] === bytes.length ? r[0] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function describe(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}
+
+export class SpaceGroup {
+  readonly topic: TopicId;
+  private state: ClientState;
+  private readonly history: EpochHistory;
+  private epochStartedMs: number;
+  private sentInEpoch: number;
+  private readonly recent: string[];
+
+  private constructor(
+    readonly space: SpaceId,
+    state: ClientState,
+    history: EpochHistory,
+    private readonly o: GroupContextOptions,
+    started: { ms: number; sent: number; recent: string[] },
+  ) {
+    this.topic = topicId(space);
+    this.state = state;
+    this.history = history;
+    this.epochStartedMs = started.ms;
+    this.sentInEpoch = started.sent;
+    this.recent = started.recent;
+  }
+
+  /** A new Space with this device as its only member, at epoch 0. */
+  static async create(
+    space: SpaceId,
+    keyPackage: { publicPackage: KeyPackage; privatePackage: PrivateKeyPackage },
+    o: GroupContextOptions,
+  ): Promise<SpaceGroup> {
+    const cs = await ciphersuite();
+    const state = await createGroup(
+      space,
+      keyPackage.publicPackage,
+      keyPackage.privatePackage,
+      [],
+      cs,
+      clientConfig(o.ed25519, MLS_RETAIN_EPOCHS),
+    );
+    const g = new SpaceGroup(space, state, new EpochHistory(), o, { ms: o.clock.now(), sent: 0, recent: [] });
+    await g.recordEpoch();
+    return g;
+  }
+
+  /**
+   * Joins from a Welcome made for `keyPackage`. The key history inside it (when the Space shows
+   * its history to new members) makes earlier epochs readable.
+   *
+   * @throws never: every refusal is a result.
+   */
+  static async join(
+    welcome: Uint8Array,
+    keyPackage: { publicPackage: KeyPackage; privatePackage: PrivateKeyPackage },
+    ed: Ed25519,
+    options: (space: SpaceId) => GroupContextOptions,
+  ): Promise<
+    { kind: 'joined'; group: SpaceGroup } | { kind: 'rejected'; reason: GroupRejectReason; detail: string }
+  > {
+    const msg = decodeMls(welcome);
+    if (msg?.wireformat !== 'mls_welcome')
+      return { kind: 'rejected', reason: 'malformed', detail: 'not a Welcome' };
+    const cs = await ciphersuite();
+    let state: ClientState;
+    let extensions: { extensionType: unknown; extensionData: Uint8Array }[];
+    try {
+      [state, extensions] = await joinGroupWithExtensions(
+        msg.welcome,
+        keyPackage.publicPackage,
+        keyPackage.privatePackage,
+        emptyPskIndex,
+        cs,
+        undefined,
+        undefined,
+        clientConfig(ed, MLS_RETAIN_EPOCHS),
+      );
+    } catch (e) {
+      return { kind: 'rejected', reason: 'invalid', detail: describe(e) };
+    }
+    const space = state.groupContext.groupId as SpaceId;
+    const o = options(space);
+    let older: EpochHistory | undefined;
+    const carried = extensions.find((x) => x.extensionType === KEY_HISTORY_EXTENSION);
+    if (carried !== undefined) {
+      try {
+        older = EpochHistory.decode(carried.extensionData);
+      } catch (e) {
+        return { kind: 'rejected', reason: 'malformed', detail: `key history: ${describe(e)}` };
+      }
+    }
+    const g = new SpaceGroup(space, state, new EpochHistory(), o, { ms: o.clock.now(), sent: 0, recent: [] });
+    await g.recordEpoch();
+    if (older !== undefined) g.history.prepend(older);
+    return { kind: 'joined', group: g };
+  }
+
+  /** The current epoch. */
+  get epoch(): EpochRef {
+    return refOf(this.state);
+  }
+
+  /** Whether this device is still a member (false once a commit removed it). */
+  get active(): boolean {
+    return this.state.groupActiveState.kind === 'active';
+  }
+
+  /** The members of the current epoch, in leaf order. */
+  members(): GroupMember[] {
+    return membersOf(this.state);
+  }
+
+  /** Every epoch this device has the content key of, oldest first. */
+  epochs(): EpochRef[] {
+    return this.history.refs();
+  }
+
+  /** The content key `K_epoch` of `ref`, when this device has it. */
+  epochKey(ref: EpochRef): Uint8Array | undefined {
+    return this.history.keyOf(ref);
+  }
+
+  memberAt(ref: EpochRef, user: UserId, device: DeviceId): MembershipAnswer {
+    return this.history.memberAt(ref, user, device);
+  }
+
+  /** Counts ops this device sealed in the current epoch (for rotation). */
+  noteSent(count = 1): void {
+    this.sentInEpoch += count;
+  }
+
+  /** Whether this device should commit a self-update now (section 6.1). */
+  needsRotation(): boolean {
+    const r = this.o.rotation ?? DEFAULT_ROTATION;
+    return (
+      this.active &&
+      (this.o.clock.now() - this.epochStartedMs >= r.maxAgeMs || this.sentInEpoch >= r.maxMessages)
+    );
+  }
+
+  private async recordEpoch(): Promise<void> {
+    const cs = await ciphersuite();
+    const key = await mlsExporter(
+      this.state.keySchedule.exporterSecret,
+      CONTENT_KEY_LABEL,
+      this.space,
+      32,
+      cs,
+    );
+    this.history.record(refOf(this.state), key, membersOf(this.state));
+  }
+
+  private currentKey(): Uint8Array {
+    const key = this.history.keyOf(this.epoch);
+    if (key === undefined) throw new Error('the current epoch has no key recorded');
+    return key;
+  }
+
+  private self(): GroupMember {
+    const m = leafMember(this.state, this.state.privatePath.leafIndex);
+    if (m === undefined) throw new Error('own leaf missing');
+    return m;
+  }
+
+  private leafOf(device: DeviceId): number | undefined {
+    for (let i = 0; i < this.state.ratchetTree.length; i += 2) {
+      const n = this.state.ratchetTree[i];
+      if (n?.nodeType === 'leaf' && equalBytes(n.leaf.signaturePublicKey, device)) return i / 2;
+    }
+    return undefined;
+  }
+
+  private seal(message: MLSMessage): Promise<Uint8Array> {
+    return sealHandshake(
+      this.o.aead,
+      this.topic,
+      this.epoch,
+      this.currentKey(),
+      this.o.rng.randomBytes(NONCE_BYTES),
+      encodeMlsMessage(message),
+    );
+  }
+
+  /**
+   * Makes a commit of `change` on the current epoch without applying it. With `keyHistory`,
+   * the Welcome carries the keys and membership of every epoch so far (the Space's history
+   * is visible to new members).
+   */
+  async prepare(change: Change, options: { keyHistory?: boolean } = {}): Promise<PrepareResult> {
+    if (!this.active) return { kind: 'refused', reason: 'not-member', detail: 'this device was removed' };
+    const proposals: Proposal[] = [];
+    const added: GroupMember[] = [];
+    const removed: GroupMember[] = [];
+    if (change.kind === 'add') {
+      for (const bytes of change.keyPackages) {
+        const m = decodeMls(bytes);
+        if (m?.wireformat !== 'mls_key_package') {
+          return { kind: 'refused', reason: 'malformed', detail: 'not a key package' };
+        }
+        const who = keyPackageMember(m.keyPackage);
+        if (who === undefined)
+          return { kind: 'refused', reason: 'invalid', detail: 'not a Conclave credential' };
+        if (this.leafOf(who.device) !== undefined) {
+          return { kind: 'refused', reason: 'invalid', detail: 'that device is already a member' };
+        }
+        added.push(who);
+        proposals.push({ proposalType: 'add', add: { keyPackage: m.keyPackage } });
+      }
+    } else if (change.kind === 'remove') {
+      for (const d of change.devices) {
+        const leaf = this.leafOf(d);
+        const who = leaf === undefined ? undefined : leafMember(this.state, leaf);
+        if (leaf === undefined || who === undefined) {
+          return { kind: 'refused', reason: 'not-member', detail: 'no such device in the group' };
+        }
+        removed.push(who);
+        proposals.push({ proposalType: 'remove', remove: { removed: leaf } });
+      }
+    }
+    if (added.length > 0 || removed.length > 0) {
+      const verdict = (this.o.policy ?? openPolicy).check(this.self(), { added, removed });
+      if (verdict !== 'ok') return { kind: 'refused', reason: verdict, detail: `policy: ${verdict}` };
+    }
+    const cs = await ciphersuite();
+    const from = this.epoch;
+    const history =
+      options.keyHistory === true && added.length > 0 ? this.history.encode(from.epoch + 1) : undefined;
+    let result;
+    try {
+      result = await createCommit(
+        { state: this.state, cipherSuite: cs },
+        {
+          extraProposals: proposals,
+          ratchetTreeExtension: true,
+          groupInfoExtensions:
+            history === undefined ? [] : [{ extensionType: KEY_HISTORY_EXTENSION, extensionData: history }],
+        },
+      );
+    } catch (e) {
+      return { kind: 'refused', reason: 'invalid', detail: describe(e) };
+    }
+    const handshake = await this.seal(result.commit);
+    const welcome =
+      result.welcome === undefined
+        ? undefined
+        : encodeMlsMessage({ welcome: result.welcome, wireformat: 'mls_welcome', version: 'mls10' });
+    return {
+      kind: 'ready',
+      commit: new PendingCommit(
+        from,
+        refOf(result.newState),
+        handshake,
+        welcome,
+        added,
+        removed,
+        this.state,
+        result.newState,
+      ),
+    };
+  }
+
+  /**
+   * Applies this device's own commit once a relay acknowledged it. `stale` when another
+   * commit was applied on that epoch first: make the change again on the new epoch.
+   */
+  async confirm(pending: PendingCommit): Promise<ProcessOutcome> {
+    if (this.state !== pending.base) return { kind: 'stale', epoch: pending.from.epoch };
+    this.state = pending.next;
+    this.remember(pending.handshake);
+    await this.newEpoch();
+    return {
+      kind: 'applied',
+      epoch: this.epoch,
+      committer: this.self(),
+      added: pending.added,
+      removed: pending.removed,
+    };
+  }
+
+  /**
+   * A proposal to remove this device, sealed for the Space's topic: the next committer
+   * commits it (section 6.1, leave).
+   */
+  async proposeLeave(): Promise<Uint8Array> {
+    const cs = await ciphersuite();
+    const r = await createProposal(
+      this.state,
+      false,
+      { proposalType: 'remove', remove: { removed: this.state.privatePath.leafIndex } },
+      cs,
+    );
+    const sealed = await this.seal(r.message);
+    this.state = r.newState;
+    return sealed;
+  }
+
+  private remember(handshake: Uint8Array): void {
+    this.recent.push(bytesKey(handshake.subarray(handshake.length - 16)));
+    if (this.recent.length > RECENT_HANDSHAKES) this.recent.shift();
+  }
+
+  private async newEpoch(): Promise<void> {
+    this.epochStartedMs = this.o.clock.now();
+    this.sentInEpoch = 0;
+    await this.recordEpoch();
+  }
+
+  /** Processes a handshake message (commit or proposal) from the Space's topic. */
+  async process(bytes: Uint8Array): Promise<ProcessOutcome> {
+    const reject = (reason: GroupRejectReason, detail: string): ProcessOutcome => ({
+      kind: 'rejected',
+      reason,
+      detail,
+    });
+    let h;
+    try {
+      h = decodeHandshake(bytes);
+    } catch (e) {
+      return reject('malformed', describe(e));
+    }
+    if (!equalBytes(h.topic, this.topic)) return reject('malformed', 'a handshake for another Space');
+    if (this.recent.includes(bytesKey(bytes.subarray(bytes.length - 16)))) return { kind: 'duplicate' };
+    const current = this.epoch;
+    if (h.epoch.epoch > current.epoch) return { kind: 'future', epoch: h.epoch.epoch };
+    if (h.epoch.epoch < current.epoch || !equalBytes(h.epoch.commitHash, current.commitHash)) {
+      return { kind: 'stale', epoch: h.epoch.epoch };
+    }
+    if (!this.active) return reject('not-member', 'this device was removed');
+    let plain: Uint8Array;
+    try {
+      plain = await openHandshake(this.o.aead, h, this.currentKey());
+    } catch (e) {
+      if (e instanceof SealError) return reject('bad-seal', e.message);
+      throw e;
+    }
+    const msg = decodeMls(plain);
+    if (
+      msg === undefined ||
+      (msg.wireformat !== 'mls_private_message' && msg.wireformat !== 'mls_public_message')
+    ) {
+      return reject('malformed', 'not an MLS handshake message');
+    }
+    const group =
+      msg.wireformat === 'mls_private_message'
+        ? msg.privateMessage.groupId
+        : msg.publicMessage.content.groupId;
+    if (!equalBytes(group, this.space)) return reject('malformed', 'an MLS message for another group');
+
+    let refusal: 'unauthorized' | 'banned' | undefined;
+    let committer: GroupMember | undefined;
+    let proposer: GroupMember | undefined;
+    const added: GroupMember[] = [];
+    const removed: GroupMember[] = [];
+    const before = this.state;
+    const callback: IncomingMessageCallback = (incoming) => {
+      if (incoming.kind === 'proposal') {
+        const p = incoming.proposal;
+        proposer = p.senderLeafIndex === undefined ? undefined : leafMember(before, p.senderLeafIndex);
+        // Members propose only their own removal (leave); everything else is committed directly.
+        if (p.proposal.proposalType !== 'remove' || p.proposal.remove.removed !== p.senderLeafIndex) {
+          refusal = 'unauthorized';
+          return 'reject';
+        }
+        return 'accept';
+      }
+      committer =
+        incoming.senderLeafIndex === undefined ? undefined : leafMember(before, incoming.senderLeafIndex);
+      for (const p of incoming.proposals) {
+        if (p.proposal.proposalType === 'add') {
+          const m = keyPackageMember(p.proposal.add.keyPackage);
+          if (m !== undefined) added.push(m);
+        } else if (p.proposal.proposalType === 'remove') {
+          const m = leafMember(before, p.proposal.remove.removed);
+          // A member's own leave proposal needs no authority.
+          if (m !== undefined && p.senderLeafIndex !== p.proposal.remove.removed) removed.push(m);
+        } else if (p.proposal.proposalType !== 'update') {
+          refusal = 'unauthorized';
+          return 'reject';
+        }
+      }
+      if (committer === undefined) {
+        refusal = 'unauthorized';
+        return 'reject';
+      }
+      if (added.length > 0 || removed.length > 0) {
+        const verdict = (this.o.policy ?? openPolicy).check(committer, { added, removed });
+        if (verdict !== 'ok') {
+          refusal = verdict;
+          return 'reject';
+        }
+      }
+      return 'accept';
+    };
+    const cs = await ciphersuite();
+    let result;
+    try {
+      result = await processMessage(msg, this.state, emptyPskIndex, callback, cs);
+    } catch (e) {
+      return reject('invalid', describe(e));
+    }
+    if (result.kind === 'applicationMessage') {
+      return reject(
+        'malformed',
+        'MLS application messages are not used; ops are sealed with the content key',
+      );
+    }
+    if (result.actionTaken === 'reject')
+      return reject(refusal ?? 'unauthorized', 'refused by the commit policy');
+    if (Number(result.newState.groupContext.epoch) === current.epoch) {
+      this.state = result.newState;
+      if (result.newState.groupActiveState.kind === 'removedFromGroup') {
+        this.remember(bytes);
+        return { kind: 'removed-self', epoch: current, committer };
+      }
+      return { kind: 'proposal-stored', from: proposer };
+    }
+    this.state = result.newState;
+    this.remember(bytes);
+    await this.newEpoch();
+    return { kind: 'applied', epoch: this.epoch, committer, added, removed };
+  }
+
+  /** The whole state as bytes, private keys included: the caller encrypts it at rest. */
+  encode(): Uint8Array {
+    const value: CborValue = [
+      1,
+      this.space,
+      encodeGroupState(this.state),
+      this.history.toCbor(),
+      this.epochStartedMs,
+      this.sentInEpoch,
+      this.recent.map((k) => Uint8Array.from(k, (c) => c.charCodeAt(0))),
+    ];
+    return encode(value);
+  }
+
+  /**
+   * A group from {@link encode}'s bytes, with the client configuration re-attached.
+   *
+   * @throws CodecError when the bytes are not a saved group.
+   */
+  static decode(bytes: Uint8Array, o: GroupContextOptions): SpaceGroup {
+    const v = decode(bytes, STATE_LIMITS);
+    if (!Array.isArray(v) || v.length !== 7 || v[0] !== 1)
+      throw new CodecError('wrong-type', 'saved group: header');
+    const [, space, groupState, history, started, sent, recent] = v as CborValue[];
+    if (!(space instanceof Uint8Array) || !(groupState instanceof Uint8Array)) {
+      throw new CodecError('wrong-type', 'saved group: fields');
+    }
+    if (typeof started !== 'number' || typeof sent !== 'number' || !Array.isArray(recent)) {
+      throw new CodecError('wrong-type', 'saved group: counters');
+    }
+    let decoded;
+    try {
+      decoded = decodeGroupState(groupState, 0);
+    } catch (e) {
+      throw new CodecError('wrong-type', `saved group: MLS state: ${describe(e)}`);
+    }
+    if (decoded === undefined || decoded[1] !== groupState.length) {
+      throw new CodecError('wrong-type', 'saved group: MLS state');
+    }
+    const state: ClientState = { ...decoded[0], clientConfig: clientConfig(o.ed25519, MLS_RETAIN_EPOCHS) };
+    if (!equalBytes(state.groupContext.groupId, space))
+      throw new CodecError('wrong-type', 'saved group: group id');
+    const keys = (recent as CborValue[]).map((r) => {
+      if (!(r instanceof Uint8Array)) throw new CodecError('wrong-type', 'saved group: recent');
+      return bytesKey(r);
+    });
+    return new SpaceGroup(space as SpaceId, state, EpochHistory.fromCbor(history as CborValue), o, {
+      ms: started,
+      sent,
+      recent: keys,
+    });
+  }
+}

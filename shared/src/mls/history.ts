@@ -1,0 +1,214 @@
+/**
+ * A Space's epoch history as one device knows it: each epoch's reference and content key
+ * (section 6.2), and which devices were members in which epochs (section 4 step 5). Kept as
+ * spans per device rather than a member set per epoch, so a 5,000-member Space with thousands
+ * of epochs costs memory in proportion to its membership changes, not their product.
+ */
+import type { MembershipAnswer } from '../ports/keys.js';
+import { type CborValue, type DecodeLimits, decode, encode } from '../protocol/cbor.js';
+import { CodecError } from '../protocol/errors.js';
+import type { DeviceId, EpochRef, UserId } from '../protocol/ids.js';
+import { HASH_BYTES, KEY_BYTES, bytesKey, equalBytes } from '../protocol/ids.js';
+import { MAX_HISTORY_ENTRIES } from '../protocol/limits.js';
+import type { GroupMember } from './suite.js';
+
+/** Marks a span that is still open (the device is a member of the latest epoch recorded). */
+const OPEN = 0;
+
+interface EpochEntry {
+  readonly ref: EpochRef;
+  readonly key: Uint8Array;
+}
+
+interface DeviceSpans {
+  readonly user: UserId;
+  readonly device: DeviceId;
+  /** Flat `[from, to)` pairs in increasing order; `to` is {@link OPEN} for the last while current. */
+  readonly spans: number[];
+}
+
+const HISTORY_LIMITS: DecodeLimits = {
+  maxBytes: 256 * 1024 * 1024,
+  maxArrayLength: MAX_HISTORY_ENTRIES,
+  maxStringBytes: 1024,
+  maxDepth: 4,
+};
+
+export class EpochHistory {
+  private readonly epochs = new Map<number, EpochEntry>();
+  private readonly devices = new Map<string, DeviceSpans>();
+  private last: number | undefined;
+
+  /** The latest epoch recorded. */
+  get latest(): EpochRef | undefined {
+    return this.last === undefined ? undefined : this.epochs.get(this.last)?.ref;
+  }
+
+  /** The earliest epoch this device has a key for. */
+  get earliest(): number | undefined {
+    let min: number | undefined;
+    for (const n of this.epochs.keys()) if (min === undefined || n < min) min = n;
+    return min;
+  }
+
+  /**
+   * Records the next epoch of the chain with its key and its complete member list.
+   *
+   * @throws RangeError when `ref` does not come after the latest epoch (a bug in the caller).
+   */
+  record(ref: EpochRef, key: Uint8Array, members: readonly GroupMember[]): void {
+    if (this.last !== undefined && ref.epoch <= this.last) {
+      throw new RangeError(`epoch ${ref.epoch} does not follow ${this.last}`);
+    }
+    const present = new Set<string>();
+    for (const m of members) {
+      const k = bytesKey(m.device);
+      present.add(k);
+      const d = this.devices.get(k);
+      if (d === undefined) {
+        this.devices.set(k, { user: m.user, device: m.device, spans: [ref.epoch, OPEN] });
+      } else if (d.spans[d.spans.length - 1] !== OPEN) {
+        d.spans.push(ref.epoch, OPEN);
+      }
+    }
+    for (const [k, d] of this.devices) {
+      if (!present.has(k) && d.spans[d.spans.length - 1] === OPEN) d.spans[d.spans.length - 1] = ref.epoch;
+    }
+    this.epochs.set(ref.epoch, { ref, key });
+    this.last = ref.epoch;
+  }
+
+  /** Every epoch this device has a key for, oldest first. */
+  refs(): EpochRef[] {
+    return [...this.epochs.values()].map((e) => e.ref).sort((a, b) => a.epoch - b.epoch);
+  }
+
+  /** The content key of `ref`, when this device has it and the commit hash matches. */
+  keyOf(ref: EpochRef): Uint8Array | undefined {
+    const e = this.epochs.get(ref.epoch);
+    return e !== undefined && equalBytes(e.ref.commitHash, ref.commitHash) ? e.key : undefined;
+  }
+
+  /** Whether `device` of `user` was a member in `ref` (see `MembershipView`). */
+  memberAt(ref: EpochRef, user: UserId, device: DeviceId): MembershipAnswer {
+    if (this.keyOf(ref) === undefined) return 'unknown-epoch';
+    const d = this.devices.get(bytesKey(device));
+    if (d === undefined || !equalBytes(d.user, user)) return 'not-member';
+    for (let i = 0; i < d.spans.length; i += 2) {
+      const from = d.spans[i] as number;
+      const to = d.spans[i + 1] as number;
+      if (ref.epoch >= from && (to === OPEN || ref.epoch < to)) return 'member';
+    }
+    return 'not-member';
+  }
+
+  /**
+   * Adds what `older` knows of epochs before this history's earliest one (a key history
+   * received on joining). Spans that reach the join epoch continue into this history's own.
+   */
+  prepend(older: EpochHistory): void {
+    const first = this.earliest;
+    if (first === undefined) throw new RangeError('prepend to an empty history');
+    for (const [n, e] of older.epochs) if (n < first) this.epochs.set(n, e);
+    for (const [k, old] of older.devices) {
+      const clipped: number[] = [];
+      for (let i = 0; i < old.spans.length; i += 2) {
+        const from = old.spans[i] as number;
+        const to = old.spans[i + 1] as number;
+        if (from >= first) continue;
+        clipped.push(from, to === OPEN || to > first ? first : to);
+      }
+      if (clipped.length === 0) continue;
+      const mine = this.devices.get(k);
+      if (mine === undefined) {
+        this.devices.set(k, { user: old.user, device: old.device, spans: clipped });
+      } else if (equalBytes(mine.user, old.user)) {
+        // Join [a, first) and [first, b) into [a, b).
+        if (clipped[clipped.length - 1] === first && mine.spans[0] === first) {
+          clipped[clipped.length - 1] = mine.spans[1] as number;
+          mine.spans.splice(0, 2);
+        }
+        mine.spans.unshift(...clipped);
+      }
+    }
+  }
+
+  /** This history as CBOR, limited to epochs before `before` when given (a key history for a joiner). */
+  toCbor(before = Number.MAX_SAFE_INTEGER): CborValue {
+    const epochs: CborValue[] = [];
+    for (const [n, e] of [...this.epochs].sort((a, b) => a[0] - b[0])) {
+      if (n < before) epochs.push([n, e.ref.commitHash, e.key]);
+    }
+    const devices: CborValue[] = [];
+    for (const d of this.devices.values()) {
+      const spans: number[] = [];
+      for (let i = 0; i < d.spans.length; i += 2) {
+        const from = d.spans[i] as number;
+        const to = d.spans[i + 1] as number;
+        if (from >= before) continue;
+        spans.push(
+          from,
+          to === OPEN || to > before ? (before === Number.MAX_SAFE_INTEGER ? OPEN : before) : to,
+        );
+      }
+      if (spans.length > 0) devices.push([d.device, d.user, spans]);
+    }
+    return [epochs, devices];
+  }
+
+  encode(before?: number): Uint8Array {
+    return encode(this.toCbor(before));
+  }
+
+  /**
+   * A history from its encoding.
+   *
+   * @throws CodecError for malformed input (a bad key history from the network, a corrupt save).
+   */
+  static decode(bytes: Uint8Array): EpochHistory {
+    return EpochHistory.fromCbor(decode(bytes, HISTORY_LIMITS));
+  }
+
+  static fromCbor(v: CborValue): EpochHistory {
+    const bad = (what: string): never => {
+      throw new CodecError('wrong-type', `epoch history: ${what}`);
+    };
+    if (!Array.isArray(v) || v.length !== 2) return bad('not a pair');
+    const [epochs, devices] = v as CborValue[];
+    if (!Array.isArray(epochs) || !Array.isArray(devices)) return bad('not lists');
+    const h = new EpochHistory();
+    let prev = -1;
+    for (const e of epochs as CborValue[]) {
+      if (!Array.isArray(e) || e.length !== 3) return bad('epoch entry');
+      const [n, hash, key] = e as CborValue[];
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= prev) return bad('epoch number');
+      if (!(hash instanceof Uint8Array) || hash.length !== HASH_BYTES) return bad('commit hash');
+      if (!(key instanceof Uint8Array) || key.length !== KEY_BYTES) return bad('key');
+      h.epochs.set(n, { ref: { epoch: n, commitHash: hash }, key });
+      prev = n;
+    }
+    h.last = prev < 0 ? undefined : prev;
+    for (const d of devices as CborValue[]) {
+      if (!Array.isArray(d) || d.length !== 3) return bad('device entry');
+      const [device, user, spans] = d as CborValue[];
+      if (!(device instanceof Uint8Array) || device.length !== KEY_BYTES) return bad('device');
+      if (!(user instanceof Uint8Array) || user.length !== KEY_BYTES) return bad('user');
+      if (!Array.isArray(spans) || spans.length === 0 || spans.length % 2 !== 0) return bad('spans');
+      let at = -1;
+      const list = spans as CborValue[];
+      for (let i = 0; i < list.length; i += 2) {
+        const from = list[i];
+        const to = list[i + 1];
+        if (typeof from !== 'number' || typeof to !== 'number') return bad('span');
+        if (!Number.isSafeInteger(from) || from <= at) return bad('span order');
+        const open = to === OPEN && i === list.length - 2;
+        if (!open && (!Number.isSafeInteger(to) || to <= from)) return bad('span end');
+        at = open ? Number.MAX_SAFE_INTEGER : to;
+      }
+      const k = bytesKey(device);
+      if (h.devices.has(k)) return bad('device listed twice');
+      h.devices.set(k, { user: user as UserId, device: device as DeviceId, spans: list as number[] });
+    }
+    return h;
+  }
+}

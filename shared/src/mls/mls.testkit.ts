@@ -1,0 +1,105 @@
+/**
+ * Test support for the MLS layer: people whose devices hold real MLS state (ts-mls) and whose
+ * replicas use it as their `KeyProvider` and `MembershipView`, with storage each can be
+ * reopened from, as after a restart.
+ */
+import { SpaceReplica } from '../core/replica.js';
+import type { ManualClock } from '../core/testkit.js';
+import { testEd25519 } from '../core/testkit.js';
+import { webCryptoAead } from '../ports/aead.js';
+import { webRng } from '../ports/env.js';
+import type { Storage } from '../ports/storage.js';
+import { memoryStorage } from '../ports/storage.memory.js';
+import { type DeviceIdentity, createIdentity } from '../protocol/identity.js';
+import type { Bodies, OpKind, SpaceId } from '../protocol/index.js';
+import { MlsDevice } from './device.js';
+import type { RotationPolicy, SpaceGroup } from './group.js';
+import { stateCommitPolicy } from './policy.js';
+
+export const aead = webCryptoAead();
+
+export class MlsPeer {
+  device!: MlsDevice;
+  replica!: SpaceReplica;
+
+  private constructor(
+    readonly name: string,
+    readonly space: SpaceId,
+    readonly identity: DeviceIdentity,
+    readonly seed: Uint8Array,
+    readonly storage: Storage,
+    readonly atRestKey: Uint8Array,
+    readonly clock: ManualClock,
+    private readonly rotation: RotationPolicy | undefined,
+  ) {}
+
+  static async create(
+    name: string,
+    space: SpaceId,
+    clock: ManualClock,
+    options: { rotation?: RotationPolicy; storage?: Storage } = {},
+  ): Promise<MlsPeer> {
+    const ed = testEd25519();
+    const { identity } = await createIdentity(ed, clock.now(), { extractable: true });
+    const seed = await ed.exportSeed(identity.deviceKey);
+    const p = new MlsPeer(
+      name,
+      space,
+      identity,
+      seed,
+      options.storage ?? memoryStorage(),
+      webRng.randomBytes(32),
+      clock,
+      options.rotation,
+    );
+    await p.reopen();
+    return p;
+  }
+
+  /** Drops every in-memory state and loads device and replica again from storage. */
+  async reopen(atRestKey = this.atRestKey): Promise<void> {
+    const ed = testEd25519();
+    this.device = await MlsDevice.open({
+      user: this.identity.user,
+      device: this.identity.device,
+      cert: this.identity.cert,
+      seed: this.seed,
+      storage: this.storage,
+      atRestKey,
+      ed25519: ed,
+      aead,
+      clock: this.clock,
+      rng: webRng,
+      policy: () => stateCommitPolicy(() => this.replica.state),
+      ...(this.rotation === undefined ? {} : { rotation: this.rotation }),
+    });
+    this.replica = await SpaceReplica.open({
+      space: this.space,
+      storage: this.storage,
+      keys: this.device,
+      membership: this.device,
+      ed25519: ed,
+      clock: this.clock,
+      rng: webRng,
+      aead,
+    });
+  }
+
+  get group(): SpaceGroup {
+    const g = this.device.group(this.space);
+    if (g === undefined) throw new Error(`${this.name} has no group`);
+    return g;
+  }
+
+  /** Writes an op at the current epoch; throws unless this replica accepted it. */
+  async write<K extends OpKind>(kind: K, body: Bodies[K]): Promise<Uint8Array> {
+    const r = await this.replica.write(this.identity, this.group.epoch, kind, body);
+    if (r.kind !== 'written' || r.outcome.kind !== 'accepted') {
+      throw new Error(
+        `${this.name}'s own ${kind} not accepted: ${JSON.stringify(r.kind === 'written' ? r.outcome : r)}`,
+      );
+    }
+    this.group.noteSent();
+    return r.sealed;
+  }
+}
