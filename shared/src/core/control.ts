@@ -19,6 +19,7 @@ export const CONTROL_KINDS = [
   'RevokeRole',
   'CreateInvite',
   'RevokeInvite',
+  'Admit',
   'RemoveMember',
   'Ban',
   'Unban',
@@ -138,6 +139,8 @@ interface ChannelState {
 interface InviteState {
   readonly create: RecordOf<'CreateInvite'>;
   readonly revoked: boolean;
+  /** Admit ops naming this invite. */
+  readonly uses: number;
 }
 
 export interface SpaceSettings {
@@ -208,13 +211,13 @@ function applyStructure(
     }
     case 'CreateInvite': {
       const k = bytesKey(r.body.invite);
-      if (!s.invites.has(k)) s.invites.set(k, { create: r, revoked: false });
+      if (!s.invites.has(k)) s.invites.set(k, { create: r, revoked: false, uses: 0 });
       break;
     }
     case 'RevokeInvite': {
       const k = bytesKey(r.body.invite);
       const prev = s.invites.get(k);
-      if (prev !== undefined) s.invites.set(k, { create: prev.create, revoked: true });
+      if (prev !== undefined) s.invites.set(k, { ...prev, revoked: true });
       break;
     }
     case 'SetSpaceSettings':
@@ -297,6 +300,13 @@ export function computeAuth(
       case 'SetSpaceSettings':
         applyStructure(s, r);
         break;
+      case 'Admit': {
+        // The invite is in the Admit's causal past, so it came earlier in this order.
+        const inv = admit(s, r);
+        if (inv?.create.body.role === 'moderator')
+          roleEntry(target(r.body.user), 'moderator').assigns.push(r);
+        break;
+      }
     }
   }
 
@@ -388,8 +398,26 @@ export function extendAuth(table: OpTable, parent: AuthState, r: ControlRecord):
     case 'SetSpaceSettings':
       applyStructure(s, r);
       break;
+    case 'Admit': {
+      const inv = admit(s, r);
+      if (inv?.create.body.role === 'moderator') {
+        const u = target(r.body.user);
+        s.roles.set(u, new Set([...(s.roles.get(u) ?? []), 'moderator']));
+      }
+      break;
+    }
   }
   return s;
+}
+
+/** Counts a use of the Admit's invite; the invite, when known. */
+function admit(s: AuthState, r: RecordOf<'Admit'>): InviteState | undefined {
+  const k = bytesKey(r.body.invite);
+  const inv = s.invites.get(k);
+  if (inv === undefined) return undefined;
+  const next = { ...inv, uses: inv.uses + 1 };
+  s.invites.set(k, next);
+  return next;
 }
 
 /** A canonical text of an authority, to compare two (tests of `extendAuth`). */
@@ -407,7 +435,7 @@ export function describeAuth(a: AuthState): string {
     sorted(a.muteWinner, (v) => id(v)),
     sorted(a.banWinner, (v) => id(v)),
     sorted(a.channels, (v) => `${id(v.create)}/${v.name}/${v.topic}/${String(v.archived)}`),
-    sorted(a.invites, (v) => `${id(v.create)}/${String(v.revoked)}`),
+    sorted(a.invites, (v) => `${id(v.create)}/${String(v.revoked)}/${String(v.uses)}`),
     sorted(a.removals, (v) => v.map(id).sort().join(',')),
   ].join('|');
 }

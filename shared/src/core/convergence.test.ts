@@ -26,7 +26,7 @@ import { ManualClock, TestGroup, makeIdentities, seededRng, testReplica, testSpa
 const NUM_RUNS = Number(process.env.CONVERGENCE_RUNS ?? 200);
 /** Kinds written across all runs, with how many were accepted by their author's replica. */
 const tally = new Map<OpKind, { written: number; accepted: number }>();
-const ACTIONS = 21;
+const ACTIONS = 22;
 
 interface Step {
   readonly t: 'write' | 'sync' | 'tick';
@@ -259,7 +259,7 @@ async function run(s: Scenario): Promise<void> {
       case 13:
         await write(au, 'CreateInvite', {
           invite: id<InviteId>(),
-          mailbox: rng.randomBytes(32),
+          secret: rng.randomBytes(32),
           expiresAtMs: au.clock.now() + 86_400_000,
           maxUses: st.b % 5,
           role: st.a % 4 === 0 ? 'moderator' : 'member',
@@ -325,6 +325,13 @@ async function run(s: Scenario): Promise<void> {
         const edit = editCollab(doc, words.join(' '), au.id.device);
         if (edit.ok)
           await write(au, 'EditPost', { post: target.postId as PostId, text: null, change: edit.change });
+        break;
+      }
+      case 21: {
+        // Admissions race invite revocations, expiry and use limits across replicas.
+        const inv = pick(state.invites(), st.a);
+        if (inv !== undefined) await write(au, 'Admit', { invite: inv.invite, user: someone });
+        else await act(au, { ...st, action: 13 });
         break;
       }
     }

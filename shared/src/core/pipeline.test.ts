@@ -873,7 +873,7 @@ async function busyWorld(): Promise<{ w: World; chat: ChannelId; ops: Written[] 
   await share(
     await w.write('alice', 'CreateInvite', {
       invite: newId<InviteId>(),
-      mailbox: webRng.randomBytes(32),
+      secret: webRng.randomBytes(32),
       expiresAtMs: w.clock.now() + 86_400_000,
       maxUses: 3,
       role: 'member',

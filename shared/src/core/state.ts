@@ -317,6 +317,21 @@ export class SpaceState {
           return fail('unauthorized', `${op.kind} of a user of equal or higher role`);
         return undefined;
       }
+      case 'Admit': {
+        const inv = auth.invites.get(bytesKey(op.body.invite));
+        if (inv === undefined) return fail('invalid-target', 'unknown invite');
+        if (inv.create.user !== user && rank < RANK.moderator) {
+          return fail('unauthorized', 'admitting needs a moderator or the inviter');
+        }
+        if (inv.revoked) return fail('invalid-target', 'the invite was revoked');
+        if (op.hlc.wallMs > inv.create.body.expiresAtMs)
+          return fail('invalid-target', 'the invite has expired');
+        if (inv.create.body.maxUses !== 0 && inv.uses >= inv.create.body.maxUses) {
+          return fail('invalid-target', 'the invite is used up');
+        }
+        if (auth.banned(this.userIdx(op.body.user))) return fail('banned', 'the admitted user is banned');
+        return undefined;
+      }
       case 'KeyHistory':
         return undefined;
       case 'CreateThread': {
@@ -742,7 +757,12 @@ export class SpaceState {
   invites() {
     return [...this.current().invites.values()]
       .sort((a, b) => this.table.compare(a.create.idx, b.create.idx))
-      .map((i) => ({ ...i.create.body, creator: this.userId(i.create.user), revoked: i.revoked }));
+      .map((i) => ({
+        ...i.create.body,
+        creator: this.userId(i.create.user),
+        revoked: i.revoked,
+        uses: i.uses,
+      }));
   }
 
   /** The audit log (section 5): every moderation op with its author, epoch and signature, in order. */
@@ -847,12 +867,13 @@ export class SpaceState {
       ]),
       this.invites().map((i) => [
         i.invite,
-        i.mailbox,
+        i.secret,
         i.expiresAtMs,
         i.maxUses,
         i.role,
         i.creator,
         i.revoked,
+        i.uses,
       ]),
       this.auditLog().map((a) => [a.opId, a.kind, a.author, a.target, a.reason]),
     ];

@@ -180,12 +180,13 @@ const BODY_ARBS: { readonly [K in OpKind]: () => fc.Arbitrary<Bodies[K]> } = {
   CreateInvite: () =>
     record({
       invite: arbId16<InviteId>(),
-      mailbox: arbBytes(HASH_BYTES),
+      secret: arbBytes(KEY_BYTES),
       expiresAtMs: arbUint(),
       maxUses: arbUint(),
       role: fc.constantFrom('member', 'moderator'),
     }),
   RevokeInvite: () => record({ invite: arbId16<InviteId>() }),
+  Admit: () => record({ invite: arbId16<InviteId>(), user: arbUser() }),
   RemoveMember: () => record({ user: arbUser(), atEpoch: arbUint(), reason: arbText(MAX_DESCRIPTION_BYTES) }),
   Ban: () => record({ user: arbUser(), atEpoch: arbUint(), reason: arbText(MAX_DESCRIPTION_BYTES) }),
   Unban: () => record({ user: arbUser() }),

@@ -91,14 +91,23 @@ export interface Bodies {
   RevokeRole: { user: UserId; role: Role };
   CreateInvite: {
     invite: InviteId;
-    /** SHA-256("conclave/invite" ‖ inviteSecret): where join requests go; the secret stays off-relay. */
-    mailbox: Uint8Array;
+    /**
+     * The invite secret, 32 bytes, as in the link. Ops are sealed, so members see it (any admin
+     * or moderator can admit with it); relays see only the mailbox SHA-256("conclave/invite" ‖
+     * secret) where join requests go (section 9).
+     */
+    secret: Uint8Array;
     expiresAtMs: number;
     /** 0 means unlimited. */
     maxUses: number;
     role: InviteRole;
   };
   RevokeInvite: { invite: InviteId };
+  /**
+   * `user` joined through `invite`: written by the admin or moderator (or the inviter) who
+   * admitted them. Counts the invite's uses and grants its role.
+   */
+  Admit: { invite: InviteId; user: UserId };
   /** `atEpoch`: the first epoch the user is no longer a member of (the Remove commit's epoch). */
   RemoveMember: { user: UserId; atEpoch: number; reason: string };
   Ban: { user: UserId; atEpoch: number; reason: string };
@@ -139,6 +148,7 @@ export const KIND_CODES: { readonly [K in OpKind]: number } = {
   Timeout: 17,
   SetSpaceSettings: 18,
   KeyHistory: 19,
+  Admit: 20,
 };
 
 export const OP_KINDS = Object.keys(KIND_CODES) as OpKind[];
@@ -337,10 +347,10 @@ export const BODY_CODECS: BodyCodecs = {
   },
   CreateInvite: {
     fields: 5,
-    encode: (b) => [b.invite, b.mailbox, b.expiresAtMs, b.maxUses, INVITE_ROLES.indexOf(b.role)],
+    encode: (b) => [b.invite, b.secret, b.expiresAtMs, b.maxUses, INVITE_ROLES.indexOf(b.role)],
     decode: (f) => ({
       invite: id16<InviteId>(f[0], 'invite'),
-      mailbox: bytes(f[1], HASH_BYTES, 'mailbox'),
+      secret: bytes(f[1], KEY_BYTES, 'secret'),
       expiresAtMs: uint(f[2], 'expiresAtMs'),
       maxUses: uint(f[3], 'maxUses'),
       role: oneOf(f[4], INVITE_ROLES, 'role'),
@@ -389,6 +399,11 @@ export const BODY_CODECS: BodyCodecs = {
       description: opt(f[1], (x) => desc(x, 'description')),
       historyVisibility: opt(f[2], (x) => oneOf(x, VISIBILITIES, 'historyVisibility')),
     }),
+  },
+  Admit: {
+    fields: 2,
+    encode: (b) => [b.invite, b.user],
+    decode: (f) => ({ invite: id16<InviteId>(f[0], 'invite'), user: user(f[1]) }),
   },
   KeyHistory: {
     fields: 2,
