@@ -12,17 +12,18 @@ import type {
   PrivateKeyPackage,
   Proposal,
 } from 'ts-mls';
+import type * as TsMls from 'ts-mls';
 import { testEd25519 } from '../core/testkit.js';
 import { createIdentity } from '../protocol/identity.js';
 import { CIPHERSUITE, clientConfig, credentialOf } from './suite.js';
 
 /** The ts-mls module surface we use; the stock alias has the same shape. */
-export type Mls = typeof import('ts-mls');
+export type Mls = typeof TsMls;
 
 /** The patched library (what the app runs) or the untouched copy of the same version. */
 export async function loadMls(which: 'patched' | 'stock'): Promise<Mls> {
   if (which === 'patched') return import('ts-mls');
-  return (await import('ts-mls-stock')) as unknown as Mls;
+  return import('ts-mls-stock');
 }
 
 export interface Member {
