@@ -709,6 +709,35 @@ export class SpaceState {
     return out.sort((a, b) => (bytesKey(a.user) < bytesKey(b.user) ? -1 : 1));
   }
 
+  /**
+   * The authority in the causal past of `heads` (the ops and everything before them), which
+   * every replica holding those ops computes alike; `undefined` while one of them is not
+   * accepted here. What MLS commits are judged by (section 6.3).
+   */
+  authorityAt(
+    heads: readonly Uint8Array[],
+  ): { roleOf(user: UserId): 'admin' | 'moderator' | 'member'; isBanned(user: UserId): boolean } | undefined {
+    const idx: number[] = [];
+    for (const h of heads) {
+      const i = this.table.indexOf(bytesKey(h));
+      if (i === undefined) return undefined;
+      idx.push(i);
+    }
+    const auth = this.authAt(this.pastOfDeps(idx));
+    const u = (user: UserId) => this.table.users.get(bytesKey(user));
+    return {
+      roleOf: (user) => {
+        const x = u(user);
+        const r = x === undefined ? 0 : auth.rank(x);
+        return r === 2 ? 'admin' : r === 1 ? 'moderator' : 'member';
+      },
+      isBanned: (user) => {
+        const x = u(user);
+        return x !== undefined && auth.banned(x);
+      },
+    };
+  }
+
   roleOf(user: UserId): 'admin' | 'moderator' | 'member' {
     // `current()` first: computing it interns the users its ops name.
     const auth = this.current();

@@ -268,6 +268,20 @@ export class MlsDevice implements KeyProvider, MembershipView {
     await this.store(GROUPS_META, encode([...this.groups.values()].map((g) => g.space)));
   }
 
+  /** Saves a record of a flow in progress (a join, a commit), encrypted like everything else. */
+  saveRecord(name: string, bytes: Uint8Array): Promise<void> {
+    return this.store(`flow/${name}`, bytes);
+  }
+
+  /** A flow record, or `undefined`. @throws StorageError('corrupt') as {@link MlsDevice.open}. */
+  loadRecord(name: string): Promise<Uint8Array | undefined> {
+    return this.load(`flow/${name}`);
+  }
+
+  deleteRecord(name: string): Promise<void> {
+    return this.o.storage.deleteMeta(`flow/${name}`);
+  }
+
   private async saveStock(): Promise<void> {
     const list: CborValue[] = [...this.stock.values()].map((s) => [
       s.message,

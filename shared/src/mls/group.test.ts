@@ -20,6 +20,7 @@ import {
 } from '../protocol/index.js';
 import { type Change, type PendingCommit, type ProcessOutcome, SpaceGroup } from './group.js';
 import { MlsPeer, aead } from './mls.testkit.js';
+import { commitContext, stateCommitPolicy } from './policy.js';
 
 const SPACE = testSpaceId(42);
 
@@ -50,7 +51,7 @@ async function commit(
   others: readonly MlsPeer[],
   options: { keyHistory?: boolean } = {},
 ): Promise<{ pending: PendingCommit; outcomes: ProcessOutcome[] }> {
-  const r = await by.group.prepare(change, options);
+  const r = await by.group.prepare(change, { ...options, context: contextOf(by) });
   if (r.kind !== 'ready') throw new Error(`commit refused: ${r.reason} ${r.detail}`);
   const mine = await by.group.confirm(r.commit);
   expect(mine.kind).toBe('applied');
@@ -61,6 +62,11 @@ async function commit(
     await o.device.save(o.group);
   }
   return { pending: r.commit, outcomes };
+}
+
+/** The commit context of `p`: its op-log heads, by which receivers judge its authority. */
+function contextOf(p: MlsPeer): Uint8Array {
+  return commitContext(p.replica.currentHeads());
 }
 
 /** Adds `joiner` by `by`; `others` process the commit; the joiner joins from the Welcome. */
@@ -272,7 +278,10 @@ describe('commit authority and bad input', () => {
     await admit(admin, mallory, [bob], true);
     await deliver(mallory, log);
     // Mallory's own device refuses; a patched client's commit is refused by every receiver.
-    const refused = await mallory.group.prepare({ kind: 'remove', devices: [bob.identity.device] });
+    const refused = await mallory.group.prepare(
+      { kind: 'remove', devices: [bob.identity.device] },
+      { context: contextOf(mallory) },
+    );
     expect(refused.kind === 'refused' && refused.reason).toBe('unauthorized');
     const epoch = bob.group.epoch;
     const raw = await bypassPolicy(mallory, { kind: 'remove', devices: [bob.identity.device] });
@@ -290,11 +299,42 @@ describe('commit authority and bad input', () => {
       reason: 'abuse',
     });
     await deliver(bob, [ban]);
-    const again = await admin.group.prepare({
-      kind: 'add',
-      keyPackages: [await mallory.device.keyPackage()],
-    });
+    const again = await admin.group.prepare(
+      { kind: 'add', keyPackages: [await mallory.device.keyPackage()] },
+      { context: contextOf(admin) },
+    );
     expect(again.kind === 'refused' && again.reason).toBe('banned');
+  });
+
+  it('a commit is judged by the ops its committer had: held until the receiver has them', async () => {
+    const { peers, admin, log } = await founded(['alice', 'bob', 'carol', 'dave']);
+    const [, bob, carol, dave] = peers as [MlsPeer, MlsPeer, MlsPeer, MlsPeer];
+    await admit(admin, bob, [], true);
+    await deliver(bob, log);
+    await admit(admin, carol, [bob], true);
+    await deliver(carol, log);
+    // Alice makes Bob a moderator; Carol has not seen that op when Bob adds Dave.
+    const promote = await admin.write('AssignRole', { user: bob.identity.user, role: 'moderator' });
+    await deliver(bob, [promote]);
+    const { pending } = await commit(bob, { kind: 'add', keyPackages: [await dave.device.keyPackage()] }, [
+      admin,
+    ]);
+    const epoch = carol.group.epoch;
+    expect(await carol.group.process(pending.handshake)).toEqual({ kind: 'held', epoch: epoch.epoch });
+    expect(carol.group.epoch).toEqual(epoch);
+    await deliver(carol, [promote]);
+    expect((await carol.group.process(pending.handshake)).kind).toBe('applied');
+    expect(carol.group.epoch).toEqual(bob.group.epoch);
+
+    // Judged by the committer's past, not the receiver's present: a later demotion does not undo it.
+    const policy = stateCommitPolicy(() => carol.replica.state);
+    const bobM = { user: bob.identity.user, device: bob.identity.device };
+    const change = { added: [{ user: dave.identity.user, device: dave.identity.device }], removed: [] };
+    const demote = await admin.write('RevokeRole', { user: bob.identity.user, role: 'moderator' });
+    expect(await deliver(carol, [demote])).toEqual(['accepted']);
+    expect(policy.check(bobM, change, contextOf(bob))).toBe('ok');
+    expect(policy.check(bobM, change, contextOf(carol))).toBe('unauthorized');
+    expect(policy.check(bobM, change, webRng.randomBytes(40))).toBe('unauthorized');
   });
 
   it('garbage, foreign and replayed handshakes change nothing', async () => {
@@ -345,7 +385,10 @@ describe('commit authority and bad input', () => {
     const notMine = await carol.device.join(pending.welcome as Uint8Array);
     expect(notMine.kind === 'rejected' && notMine.reason).toBe('unknown-key-package');
     expect(carol.device.spaces()).toEqual([]);
-    const bad = await admin.group.prepare({ kind: 'add', keyPackages: [webRng.randomBytes(100)] });
+    const bad = await admin.group.prepare(
+      { kind: 'add', keyPackages: [webRng.randomBytes(100)] },
+      { context: contextOf(admin) },
+    );
     expect(bad.kind === 'refused' && bad.reason).toBe('malformed');
   });
 });
@@ -435,7 +478,7 @@ async function bypassPolicy(by: MlsPeer, change: Change): Promise<Uint8Array> {
     clock: by.clock,
     rng: webRng,
   });
-  const r = await rogue.prepare(change);
+  const r = await rogue.prepare(change, { context: contextOf(by) });
   if (r.kind !== 'ready') throw new Error(`refused: ${r.detail}`);
   return r.commit.handshake;
 }

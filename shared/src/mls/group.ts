@@ -71,6 +71,8 @@ export type ProcessOutcome =
     }
   /** The commit removed this device: the group is closed; its past keys stay readable. */
   | { readonly kind: 'removed-self'; readonly epoch: EpochRef; readonly committer: GroupMember | undefined }
+  /** A commit this device cannot judge yet (it lacks ops the committer had): try again later. */
+  | { readonly kind: 'held'; readonly epoch: number }
   /** A proposal (a member leaving), kept for the next commit. */
   | { readonly kind: 'proposal-stored'; readonly from: GroupMember | undefined }
   /** A message this device already applied (its own commit echoed by a relay). */
@@ -92,10 +94,15 @@ export type Change =
  * not in MLS). Asked before this device commits and for every commit it receives.
  */
 export interface CommitPolicy {
+  /**
+   * `context` is what the committer put in the commit's authenticated data (its op-log heads).
+   * `unknown-context`: this device cannot judge yet (it lacks ops the committer had).
+   */
   check(
     committer: GroupMember,
     change: { readonly added: readonly GroupMember[]; readonly removed: readonly GroupMember[] },
-  ): 'ok' | 'unauthorized' | 'banned';
+    context: Uint8Array,
+  ): 'ok' | 'unauthorized' | 'banned' | 'unknown-context';
 }
 
 /** Any member may commit anything: for Spaces whose state is not loaded (tests, tools). */
@@ -394,7 +401,11 @@ export class SpaceGroup {
    * the Welcome carries the keys and membership of every epoch so far (the Space's history
    * is visible to new members).
    */
-  async prepare(change: Change, options: { keyHistory?: boolean } = {}): Promise<PrepareResult> {
+  async prepare(
+    change: Change,
+    options: { keyHistory?: boolean; context?: Uint8Array } = {},
+  ): Promise<PrepareResult> {
+    const context = options.context ?? new Uint8Array(0);
     if (!this.active) return { kind: 'refused', reason: 'not-member', detail: 'this device was removed' };
     const proposals: Proposal[] = [];
     const added: GroupMember[] = [];
@@ -426,8 +437,11 @@ export class SpaceGroup {
       }
     }
     if (added.length > 0 || removed.length > 0) {
-      const verdict = (this.o.policy ?? openPolicy).check(this.self(), { added, removed });
-      if (verdict !== 'ok') return { kind: 'refused', reason: verdict, detail: `policy: ${verdict}` };
+      const verdict = (this.o.policy ?? openPolicy).check(this.self(), { added, removed }, context);
+      if (verdict !== 'ok') {
+        const reason = verdict === 'unknown-context' ? 'unauthorized' : verdict;
+        return { kind: 'refused', reason, detail: `policy: ${verdict}` };
+      }
     }
     const cs = await ciphersuite();
     const from = this.epoch;
@@ -440,6 +454,7 @@ export class SpaceGroup {
         {
           extraProposals: proposals,
           ratchetTreeExtension: true,
+          authenticatedData: context,
           groupInfoExtensions:
             history === undefined ? [] : [{ extensionType: KEY_HISTORY_EXTENSION, extensionData: history }],
         },
@@ -483,6 +498,63 @@ export class SpaceGroup {
       added: pending.added,
       removed: pending.removed,
     };
+  }
+
+  /**
+   * A pending commit as bytes (with the next state's private keys: encrypt at rest), saved
+   * before its handshake is sent so a restart between send and acknowledgement loses nothing.
+   */
+  encodePending(p: PendingCommit): Uint8Array {
+    const member = (m: GroupMember): CborValue => [m.user, m.device];
+    return encode([
+      p.from.epoch,
+      p.from.commitHash,
+      p.handshake,
+      p.welcome ?? null,
+      p.added.map(member),
+      p.removed.map(member),
+      encodeGroupState(p.next),
+    ]);
+  }
+
+  /**
+   * A pending commit from {@link encodePending}, or `undefined` when this group is no longer on
+   * the epoch it was made on (another commit won; make the change again).
+   *
+   * @throws CodecError when the bytes are not a pending commit.
+   */
+  restorePending(bytes: Uint8Array): PendingCommit | undefined {
+    const v = decode(bytes, STATE_LIMITS);
+    const bad = (): never => {
+      throw new CodecError('wrong-type', 'saved pending commit');
+    };
+    if (!Array.isArray(v) || v.length !== 7) return bad();
+    const [epoch, hash, handshake, welcome, added, removed, next] = v as CborValue[];
+    if (typeof epoch !== 'number' || !(hash instanceof Uint8Array) || !(handshake instanceof Uint8Array))
+      return bad();
+    if (!(welcome === null || welcome instanceof Uint8Array) || !(next instanceof Uint8Array)) return bad();
+    if (!Array.isArray(added) || !Array.isArray(removed)) return bad();
+    const members = (list: readonly CborValue[]): GroupMember[] =>
+      list.map((m) => {
+        if (!Array.isArray(m) || !(m[0] instanceof Uint8Array) || !(m[1] instanceof Uint8Array)) return bad();
+        return { user: m[0] as UserId, device: m[1] as DeviceId };
+      });
+    const from = { epoch, commitHash: hash };
+    const current = this.epoch;
+    if (current.epoch !== epoch || !equalBytes(current.commitHash, hash)) return undefined;
+    const decoded = decodeGroupState(next, 0);
+    if (decoded === undefined) return bad();
+    const state: ClientState = { ...decoded[0], clientConfig: this.state.clientConfig };
+    return new PendingCommit(
+      from,
+      refOf(state),
+      handshake,
+      welcome ?? undefined,
+      members(added as CborValue[]),
+      members(removed as CborValue[]),
+      this.state,
+      state,
+    );
   }
 
   /**
@@ -554,7 +626,11 @@ export class SpaceGroup {
         : msg.publicMessage.content.groupId;
     if (!equalBytes(group, this.space)) return reject('malformed', 'an MLS message for another group');
 
-    let refusal: 'unauthorized' | 'banned' | undefined;
+    const context =
+      msg.wireformat === 'mls_private_message'
+        ? msg.privateMessage.authenticatedData
+        : msg.publicMessage.content.authenticatedData;
+    let refusal: 'unauthorized' | 'banned' | 'unknown-context' | undefined;
     let committer: GroupMember | undefined;
     let proposer: GroupMember | undefined;
     const added: GroupMember[] = [];
@@ -591,7 +667,7 @@ export class SpaceGroup {
         return 'reject';
       }
       if (added.length > 0 || removed.length > 0) {
-        const verdict = (this.o.policy ?? openPolicy).check(committer, { added, removed });
+        const verdict = (this.o.policy ?? openPolicy).check(committer, { added, removed }, context);
         if (verdict !== 'ok') {
           refusal = verdict;
           return 'reject';
@@ -612,6 +688,7 @@ export class SpaceGroup {
         'MLS application messages are not used; ops are sealed with the content key',
       );
     }
+    if (refusal === 'unknown-context') return { kind: 'held', epoch: current.epoch };
     if (result.actionTaken === 'reject')
       return reject(refusal ?? 'unauthorized', 'refused by the commit policy');
     if (Number(result.newState.groupContext.epoch) === current.epoch) {

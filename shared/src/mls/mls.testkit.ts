@@ -10,9 +10,12 @@ import { webCryptoAead } from '../ports/aead.js';
 import { webRng } from '../ports/env.js';
 import type { Storage } from '../ports/storage.js';
 import { memoryStorage } from '../ports/storage.memory.js';
-import { type DeviceIdentity, createIdentity } from '../protocol/identity.js';
+import type { SigningKey } from '../ports/crypto.js';
+import { type DeviceIdentity, addDevice, createIdentity } from '../protocol/identity.js';
 import type { Bodies, OpKind, SpaceId } from '../protocol/index.js';
+import type { Mailbox } from '../ports/mailbox.js';
 import { MlsDevice } from './device.js';
+import type { PeerContext } from './flows.js';
 import type { RotationPolicy, SpaceGroup } from './group.js';
 import { stateCommitPolicy } from './policy.js';
 
@@ -26,6 +29,7 @@ export class MlsPeer {
     readonly name: string,
     readonly space: SpaceId,
     readonly identity: DeviceIdentity,
+    private readonly userKey: SigningKey,
     readonly seed: Uint8Array,
     readonly storage: Storage,
     readonly atRestKey: Uint8Array,
@@ -40,12 +44,24 @@ export class MlsPeer {
     options: { rotation?: RotationPolicy; storage?: Storage } = {},
   ): Promise<MlsPeer> {
     const ed = testEd25519();
-    const { identity } = await createIdentity(ed, clock.now(), { extractable: true });
-    const seed = await ed.exportSeed(identity.deviceKey);
+    const { identity, userKey } = await createIdentity(ed, clock.now(), { extractable: true });
+    return MlsPeer.withIdentity(name, space, clock, identity, userKey, options);
+  }
+
+  private static async withIdentity(
+    name: string,
+    space: SpaceId,
+    clock: ManualClock,
+    identity: DeviceIdentity,
+    userKey: SigningKey,
+    options: { rotation?: RotationPolicy; storage?: Storage },
+  ): Promise<MlsPeer> {
+    const seed = await testEd25519().exportSeed(identity.deviceKey);
     const p = new MlsPeer(
       name,
       space,
       identity,
+      userKey,
       seed,
       options.storage ?? memoryStorage(),
       webRng.randomBytes(32),
@@ -54,6 +70,12 @@ export class MlsPeer {
     );
     await p.reopen();
     return p;
+  }
+
+  /** Another device of this peer's user, with storage of its own. */
+  async newDevice(name: string): Promise<MlsPeer> {
+    const identity = await addDevice(testEd25519(), this.userKey, this.clock.now(), { extractable: true });
+    return MlsPeer.withIdentity(name, this.space, this.clock, identity, this.userKey, {});
   }
 
   /** Drops every in-memory state and loads device and replica again from storage. */
@@ -83,6 +105,20 @@ export class MlsPeer {
       rng: webRng,
       aead,
     });
+  }
+
+  /** This peer as the membership flows see it, talking to `mailbox`. */
+  ctx(mailbox: Mailbox): PeerContext {
+    return {
+      space: this.space,
+      identity: this.identity,
+      device: this.device,
+      replica: this.replica,
+      mailbox,
+      aead,
+      rng: webRng,
+      clock: this.clock,
+    };
   }
 
   get group(): SpaceGroup {
