@@ -412,16 +412,18 @@ describe('leaving and concurrent commits', () => {
   });
 
   it('a commit that lost the race is stale and is made again on the new epoch', async () => {
-    const { peers, admin } = await founded(['alice', 'bob']);
+    const { peers, admin, log } = await founded(['alice', 'bob']);
     const bob = peers[1] as MlsPeer;
     await admit(admin, bob, [], true);
-    const a = await admin.group.prepare({ kind: 'update' });
-    const b = await bob.group.prepare({ kind: 'update' });
+    await deliver(bob, log);
+    const a = await admin.group.prepare({ kind: 'update' }, { context: contextOf(admin) });
+    const b = await bob.group.prepare({ kind: 'update' }, { context: contextOf(bob) });
     if (a.kind !== 'ready' || b.kind !== 'ready') throw new Error('no commit');
     // The relay acknowledged Alice's first: Bob applies it, and his own is then stale.
     expect((await bob.group.process(a.commit.handshake)).kind).toBe('applied');
     expect((await bob.group.confirm(b.commit)).kind).toBe('stale');
     expect((await admin.group.confirm(a.commit)).kind).toBe('applied');
+    // Had a second relay carried Bob's too, Alice's (an admin's) still wins the fork choice.
     expect((await admin.group.process(b.commit.handshake)).kind).toBe('stale');
     const again = await commit(bob, { kind: 'update' }, [admin]);
     expect(again.outcomes[0]?.kind).toBe('applied');
@@ -432,6 +434,40 @@ describe('leaving and concurrent commits', () => {
         admin.group.epochKey(admin.group.epoch) as Uint8Array,
       ),
     ).toBe(true);
+  });
+
+  it('two commits on one epoch through two relays: everyone settles on the same winner, keeping the loser’s key', async () => {
+    const { peers, admin, chat, log } = await founded(['alice', 'bob', 'carol']);
+    const [, bob, carol] = peers as [MlsPeer, MlsPeer, MlsPeer];
+    await admit(admin, bob, [], true);
+    await deliver(bob, log);
+    await admit(admin, carol, [bob], true);
+    await deliver(carol, log);
+    // Bob and Carol (equal rank) each commit an update through a different relay and apply it.
+    const b = await bob.group.prepare({ kind: 'update' }, { context: contextOf(bob) });
+    const c = await carol.group.prepare({ kind: 'update' }, { context: contextOf(carol) });
+    if (b.kind !== 'ready' || c.kind !== 'ready') throw new Error('no commit');
+    await bob.group.confirm(b.commit);
+    await carol.group.confirm(c.commit);
+    const onBob = await bob.write('CreatePost', postBody(chat, 'sealed on the losing side?'));
+    // Alice hears Carol's first, then Bob's; Bob and Carol hear each other's.
+    const seen = [
+      (await admin.group.process(c.commit.handshake)).kind,
+      (await admin.group.process(b.commit.handshake)).kind,
+      (await bob.group.process(c.commit.handshake)).kind,
+      (await carol.group.process(b.commit.handshake)).kind,
+    ];
+    expect(admin.group.epoch).toEqual(bob.group.epoch);
+    expect(carol.group.epoch).toEqual(bob.group.epoch);
+    expect(admin.group.epochKey(admin.group.epoch)).toEqual(carol.group.epochKey(carol.group.epoch));
+    // Exactly one of Bob and Carol switched; Alice switched only if Bob's won.
+    const bobWon = equalBytes(admin.group.epoch.commitHash, b.commit.to.commitHash);
+    expect(seen).toEqual(
+      bobWon ? ['applied', 'switched', 'stale', 'switched'] : ['applied', 'stale', 'switched', 'stale'],
+    );
+    // Bob's post stays readable to Bob whichever side won: he keeps the key it was sealed with.
+    expect(await bob.device.epochKey(SPACE, b.commit.to)).toBeDefined();
+    expect((await bob.replica.accept(onBob)).kind).toBe('duplicate');
   });
 });
 

@@ -22,7 +22,7 @@ import {
   mlsExporter,
   processMessage,
 } from 'ts-mls';
-import type { IncomingMessageCallback } from 'ts-mls';
+import type { IncomingMessageCallback, MlsPrivateMessage, MlsPublicMessage } from 'ts-mls';
 import type { Aead } from '../ports/aead.js';
 import type { Ed25519 } from '../ports/crypto.js';
 import type { Clock, Rng } from '../ports/env.js';
@@ -30,11 +30,11 @@ import type { MembershipAnswer } from '../ports/keys.js';
 import { type CborValue, type DecodeLimits, decode, encode } from '../protocol/cbor.js';
 import { CodecError, SealError } from '../protocol/errors.js';
 import type { DeviceId, EpochRef, SpaceId, TopicId, UserId } from '../protocol/ids.js';
-import { HASH_BYTES, bytesKey, equalBytes } from '../protocol/ids.js';
+import { HASH_BYTES, bytesKey, compareBytes, equalBytes } from '../protocol/ids.js';
 import { MAX_MLS_MESSAGE_BYTES, MLS_RETAIN_EPOCHS } from '../protocol/limits.js';
 import { NONCE_BYTES } from '../protocol/seal.js';
-import { topicId } from '../crypto/sha256.js';
-import { decodeHandshake, openHandshake, sealHandshake } from './envelope.js';
+import { sha256, topicId } from '../crypto/sha256.js';
+import { type Handshake, decodeHandshake, openHandshake, sealHandshake } from './envelope.js';
 import { EpochHistory } from './history.js';
 import {
   CONTENT_KEY_LABEL,
@@ -71,6 +71,17 @@ export type ProcessOutcome =
     }
   /** The commit removed this device: the group is closed; its past keys stay readable. */
   | { readonly kind: 'removed-self'; readonly epoch: EpochRef; readonly committer: GroupMember | undefined }
+  /**
+   * A competing commit on an epoch this device had left won the fork choice: this device
+   * rolled back and applied it. `abandoned`: the epochs it left (their keys stay, to read ops
+   * already sealed on them); a commit of its own among them must be made again.
+   */
+  | {
+      readonly kind: 'switched';
+      readonly epoch: EpochRef;
+      readonly abandoned: readonly EpochRef[];
+      readonly committer: GroupMember | undefined;
+    }
   /** A commit this device cannot judge yet (it lacks ops the committer had): try again later. */
   | { readonly kind: 'held'; readonly epoch: number }
   /** A proposal (a member leaving), kept for the next commit. */
@@ -103,10 +114,15 @@ export interface CommitPolicy {
     change: { readonly added: readonly GroupMember[]; readonly removed: readonly GroupMember[] },
     context: Uint8Array,
   ): 'ok' | 'unauthorized' | 'banned' | 'unknown-context';
+  /**
+   * The committer's rank (admin 2, moderator 1, member 0) in `context`, for fork choice;
+   * `undefined` when this device cannot tell yet.
+   */
+  rank(committer: GroupMember, context: Uint8Array): number | undefined;
 }
 
 /** Any member may commit anything: for Spaces whose state is not loaded (tests, tools). */
-export const openPolicy: CommitPolicy = { check: () => 'ok' };
+export const openPolicy: CommitPolicy = { check: () => 'ok', rank: () => 0 };
 
 /** When a member rotates its keys with a self-update (section 6.1). */
 export interface RotationPolicy {
@@ -151,6 +167,8 @@ export class PendingCommit {
     readonly welcome: Uint8Array | undefined,
     readonly added: readonly GroupMember[],
     readonly removed: readonly GroupMember[],
+    /** The commit's authenticated data: the committer's op-log heads. */
+    readonly context: Uint8Array,
     /** @internal */
     readonly base: ClientState,
     /** @internal */
@@ -170,6 +188,20 @@ const STATE_LIMITS: DecodeLimits = {
 };
 
 const ZERO_HASH = new Uint8Array(HASH_BYTES);
+/**
+ * One step of this device's epoch chain, kept for fork choice: the state it left, who made it,
+ * the commit's context (for the committer's rank), and the commit's hash (the tie-break).
+ */
+interface Transition {
+  readonly from: EpochRef;
+  readonly base: ClientState;
+  readonly committer: GroupMember;
+  readonly context: Uint8Array;
+  readonly tie: Uint8Array;
+}
+
+/** Epochs a fork can reach back: how many transitions' previous states a member keeps. */
+const FORK_WINDOW = 8;
 /** Handshakes this device applied (by their AEAD tag), remembered to recognise their echoes. */
 const RECENT_HANDSHAKES = 64;
 
@@ -212,6 +244,10 @@ export function decodeMls(bytes: Uint8Array): MLSMessage | undefined {
   }
 }
 
+function reject(reason: GroupRejectReason, detail: string): Extract<ProcessOutcome, { kind: 'rejected' }> {
+  return { kind: 'rejected', reason, detail };
+}
+
 function describe(e: unknown): string {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }
@@ -223,6 +259,8 @@ export class SpaceGroup {
   private epochStartedMs: number;
   private sentInEpoch: number;
   private readonly recent: string[];
+  /** The latest transitions, for fork choice: the state each left, its committer and context. */
+  private readonly trail: Transition[] = [];
 
   private constructor(
     readonly space: SpaceId,
@@ -476,6 +514,7 @@ export class SpaceGroup {
         welcome,
         added,
         removed,
+        context,
         this.state,
         result.newState,
       ),
@@ -488,6 +527,13 @@ export class SpaceGroup {
    */
   async confirm(pending: PendingCommit): Promise<ProcessOutcome> {
     if (this.state !== pending.base) return { kind: 'stale', epoch: pending.from.epoch };
+    this.step({
+      from: pending.from,
+      base: pending.base,
+      committer: this.self(),
+      context: pending.context,
+      tie: sha256(pending.handshake),
+    });
     this.state = pending.next;
     this.remember(pending.handshake);
     await this.newEpoch();
@@ -514,6 +560,7 @@ export class SpaceGroup {
       p.added.map(member),
       p.removed.map(member),
       encodeGroupState(p.next),
+      p.context,
     ]);
   }
 
@@ -528,8 +575,9 @@ export class SpaceGroup {
     const bad = (): never => {
       throw new CodecError('wrong-type', 'saved pending commit');
     };
-    if (!Array.isArray(v) || v.length !== 7) return bad();
-    const [epoch, hash, handshake, welcome, added, removed, next] = v as CborValue[];
+    if (!Array.isArray(v) || v.length !== 8) return bad();
+    const [epoch, hash, handshake, welcome, added, removed, next, context] = v as CborValue[];
+    if (!(context instanceof Uint8Array)) return bad();
     if (typeof epoch !== 'number' || !(hash instanceof Uint8Array) || !(handshake instanceof Uint8Array))
       return bad();
     if (!(welcome === null || welcome instanceof Uint8Array) || !(next instanceof Uint8Array)) return bad();
@@ -552,6 +600,7 @@ export class SpaceGroup {
       welcome ?? undefined,
       members(added as CborValue[]),
       members(removed as CborValue[]),
+      context,
       this.state,
       state,
     );
@@ -574,6 +623,11 @@ export class SpaceGroup {
     return sealed;
   }
 
+  private step(t: Transition): void {
+    this.trail.push(t);
+    if (this.trail.length > FORK_WINDOW) this.trail.shift();
+  }
+
   private remember(handshake: Uint8Array): void {
     this.recent.push(bytesKey(handshake.subarray(handshake.length - 16)));
     if (this.recent.length > RECENT_HANDSHAKES) this.recent.shift();
@@ -587,11 +641,6 @@ export class SpaceGroup {
 
   /** Processes a handshake message (commit or proposal) from the Space's topic. */
   async process(bytes: Uint8Array): Promise<ProcessOutcome> {
-    const reject = (reason: GroupRejectReason, detail: string): ProcessOutcome => ({
-      kind: 'rejected',
-      reason,
-      detail,
-    });
     let h;
     try {
       h = decodeHandshake(bytes);
@@ -603,12 +652,94 @@ export class SpaceGroup {
     const current = this.epoch;
     if (h.epoch.epoch > current.epoch) return { kind: 'future', epoch: h.epoch.epoch };
     if (h.epoch.epoch < current.epoch || !equalBytes(h.epoch.commitHash, current.commitHash)) {
-      return { kind: 'stale', epoch: h.epoch.epoch };
+      return this.compete(h, bytes);
     }
-    if (!this.active) return reject('not-member', 'this device was removed');
+    // Removed by a commit on this epoch: only a competing commit that wins can bring it back.
+    if (!this.active) return this.compete(h, bytes);
+    const opened = await this.openIncoming(h, this.currentKey());
+    if (opened.kind === 'rejected') return opened;
+    const j = await this.judge(opened.msg, this.state, opened.context);
+    if (j.kind === 'rejected' || j.kind === 'held') return j;
+    const { result, committer, added, removed } = j;
+    const transition: Transition = {
+      from: current,
+      base: this.state,
+      committer: committer as GroupMember,
+      context: opened.context,
+      tie: sha256(bytes),
+    };
+    if (Number(result.newState.groupContext.epoch) === current.epoch) {
+      if (result.newState.groupActiveState.kind === 'removedFromGroup') {
+        this.step(transition);
+        this.state = result.newState;
+        this.remember(bytes);
+        return { kind: 'removed-self', epoch: current, committer };
+      }
+      this.state = result.newState;
+      return { kind: 'proposal-stored', from: j.proposer };
+    }
+    this.step(transition);
+    this.state = result.newState;
+    this.remember(bytes);
+    await this.newEpoch();
+    return { kind: 'applied', epoch: this.epoch, committer, added, removed };
+  }
+
+  /**
+   * A commit on an epoch this device has already left (section 6.3, fork choice). When it
+   * competes with the commit this device applied on that epoch and wins (the committer's
+   * higher role, then the lower SHA-256 of the sealed commit), this device rolls back to that
+   * epoch and applies it; it keeps the abandoned epochs' keys to read ops sealed on them.
+   */
+  private async compete(h: Handshake, bytes: Uint8Array): Promise<ProcessOutcome> {
+    const stale: ProcessOutcome = { kind: 'stale', epoch: h.epoch.epoch };
+    const at = this.trail.findIndex(
+      (t) => t.from.epoch === h.epoch.epoch && equalBytes(t.from.commitHash, h.epoch.commitHash),
+    );
+    const t = this.trail[at];
+    if (t === undefined) return stale;
+    const key = this.history.keyOf(t.from);
+    if (key === undefined) return stale;
+    const opened = await this.openIncoming(h, key);
+    if (opened.kind === 'rejected') return opened;
+    const j = await this.judge(opened.msg, t.base, opened.context);
+    if (j.kind === 'rejected' || j.kind === 'held') return j;
+    if (Number(j.result.newState.groupContext.epoch) === t.from.epoch) return stale; // a late proposal
+    const policy = this.o.policy ?? openPolicy;
+    const rank = policy.rank(j.committer as GroupMember, opened.context);
+    const ourRank = policy.rank(t.committer, t.context);
+    if (rank === undefined || ourRank === undefined) return { kind: 'held', epoch: h.epoch.epoch };
+    const tie = sha256(bytes);
+    const wins = rank > ourRank || (rank === ourRank && compareBytes(tie, t.tie) < 0);
+    if (!wins) return stale;
+    const abandoned = this.history.rewindTo(t.from.epoch);
+    this.trail.splice(at);
+    this.step({
+      from: t.from,
+      base: t.base,
+      committer: j.committer as GroupMember,
+      context: opened.context,
+      tie,
+    });
+    this.state = j.result.newState;
+    this.remember(bytes);
+    if (j.result.newState.groupActiveState.kind === 'removedFromGroup') {
+      return { kind: 'removed-self', epoch: t.from, committer: j.committer };
+    }
+    await this.newEpoch();
+    return { kind: 'switched', epoch: this.epoch, abandoned, committer: j.committer };
+  }
+
+  private async openIncoming(
+    h: Handshake,
+    key: Uint8Array,
+  ): Promise<
+    | { kind: 'opened'; msg: MlsPrivateMessage | MlsPublicMessage; context: Uint8Array }
+    | Extract<ProcessOutcome, { kind: 'rejected' }>
+  > {
     let plain: Uint8Array;
     try {
-      plain = await openHandshake(this.o.aead, h, this.currentKey());
+      plain = await openHandshake(this.o.aead, h, key);
     } catch (e) {
       if (e instanceof SealError) return reject('bad-seal', e.message);
       throw e;
@@ -625,21 +756,24 @@ export class SpaceGroup {
         ? msg.privateMessage.groupId
         : msg.publicMessage.content.groupId;
     if (!equalBytes(group, this.space)) return reject('malformed', 'an MLS message for another group');
-
     const context =
       msg.wireformat === 'mls_private_message'
         ? msg.privateMessage.authenticatedData
         : msg.publicMessage.content.authenticatedData;
+    return { kind: 'opened', msg, context };
+  }
+
+  /** Runs a handshake message against `base` under the commit policy; changes nothing here. */
+  private async judge(msg: MlsPrivateMessage | MlsPublicMessage, base: ClientState, context: Uint8Array) {
     let refusal: 'unauthorized' | 'banned' | 'unknown-context' | undefined;
     let committer: GroupMember | undefined;
     let proposer: GroupMember | undefined;
     const added: GroupMember[] = [];
     const removed: GroupMember[] = [];
-    const before = this.state;
     const callback: IncomingMessageCallback = (incoming) => {
       if (incoming.kind === 'proposal') {
         const p = incoming.proposal;
-        proposer = p.senderLeafIndex === undefined ? undefined : leafMember(before, p.senderLeafIndex);
+        proposer = p.senderLeafIndex === undefined ? undefined : leafMember(base, p.senderLeafIndex);
         // Members propose only their own removal (leave); everything else is committed directly.
         if (p.proposal.proposalType !== 'remove' || p.proposal.remove.removed !== p.senderLeafIndex) {
           refusal = 'unauthorized';
@@ -648,13 +782,13 @@ export class SpaceGroup {
         return 'accept';
       }
       committer =
-        incoming.senderLeafIndex === undefined ? undefined : leafMember(before, incoming.senderLeafIndex);
+        incoming.senderLeafIndex === undefined ? undefined : leafMember(base, incoming.senderLeafIndex);
       for (const p of incoming.proposals) {
         if (p.proposal.proposalType === 'add') {
           const m = keyPackageMember(p.proposal.add.keyPackage);
           if (m !== undefined) added.push(m);
         } else if (p.proposal.proposalType === 'remove') {
-          const m = leafMember(before, p.proposal.remove.removed);
+          const m = leafMember(base, p.proposal.remove.removed);
           // A member's own leave proposal needs no authority.
           if (m !== undefined && p.senderLeafIndex !== p.proposal.remove.removed) removed.push(m);
         } else if (p.proposal.proposalType !== 'update') {
@@ -678,7 +812,7 @@ export class SpaceGroup {
     const cs = await ciphersuite();
     let result;
     try {
-      result = await processMessage(msg, this.state, emptyPskIndex, callback, cs);
+      result = await processMessage(msg, base, emptyPskIndex, callback, cs);
     } catch (e) {
       return reject('invalid', describe(e));
     }
@@ -688,21 +822,11 @@ export class SpaceGroup {
         'MLS application messages are not used; ops are sealed with the content key',
       );
     }
-    if (refusal === 'unknown-context') return { kind: 'held', epoch: current.epoch };
+    if (refusal === 'unknown-context')
+      return { kind: 'held' as const, epoch: Number(base.groupContext.epoch) };
     if (result.actionTaken === 'reject')
       return reject(refusal ?? 'unauthorized', 'refused by the commit policy');
-    if (Number(result.newState.groupContext.epoch) === current.epoch) {
-      this.state = result.newState;
-      if (result.newState.groupActiveState.kind === 'removedFromGroup') {
-        this.remember(bytes);
-        return { kind: 'removed-self', epoch: current, committer };
-      }
-      return { kind: 'proposal-stored', from: proposer };
-    }
-    this.state = result.newState;
-    this.remember(bytes);
-    await this.newEpoch();
-    return { kind: 'applied', epoch: this.epoch, committer, added, removed };
+    return { kind: 'judged' as const, result, committer, proposer, added, removed };
   }
 
   /** The whole state as bytes, private keys included: the caller encrypts it at rest. */

@@ -27,6 +27,10 @@ interface DeviceSpans {
   readonly spans: number[];
 }
 
+function forkKey(ref: EpochRef): string {
+  return `${ref.epoch}/${bytesKey(ref.commitHash)}`;
+}
+
 const HISTORY_LIMITS: DecodeLimits = {
   maxBytes: 256 * 1024 * 1024,
   maxArrayLength: MAX_HISTORY_ENTRIES,
@@ -34,10 +38,23 @@ const HISTORY_LIMITS: DecodeLimits = {
   maxDepth: 4,
 };
 
+/** What recording one epoch changed, to undo it when a fork choice abandons the epoch. */
+interface Undo {
+  readonly epoch: number;
+  readonly opened: string[];
+  readonly closed: string[];
+}
+
+/** Recorded epochs that can still be undone (a fork reaches back at most this far). */
+const UNDO_WINDOW = 16;
+
 export class EpochHistory {
   private readonly epochs = new Map<number, EpochEntry>();
   private readonly devices = new Map<string, DeviceSpans>();
   private last: number | undefined;
+  private readonly undo: Undo[] = [];
+  /** Epochs abandoned by fork choice: their keys and members, to read ops sealed on them. */
+  private readonly forked = new Map<string, { entry: EpochEntry; members: Map<string, UserId> }>();
 
   /** The latest epoch recorded. */
   get latest(): EpochRef | undefined {
@@ -61,21 +78,29 @@ export class EpochHistory {
       throw new RangeError(`epoch ${ref.epoch} does not follow ${this.last}`);
     }
     const present = new Set<string>();
+    const undo: Undo = { epoch: ref.epoch, opened: [], closed: [] };
     for (const m of members) {
       const k = bytesKey(m.device);
       present.add(k);
       const d = this.devices.get(k);
       if (d === undefined) {
         this.devices.set(k, { user: m.user, device: m.device, spans: [ref.epoch, OPEN] });
+        undo.opened.push(k);
       } else if (d.spans[d.spans.length - 1] !== OPEN) {
         d.spans.push(ref.epoch, OPEN);
+        undo.opened.push(k);
       }
     }
     for (const [k, d] of this.devices) {
-      if (!present.has(k) && d.spans[d.spans.length - 1] === OPEN) d.spans[d.spans.length - 1] = ref.epoch;
+      if (!present.has(k) && d.spans[d.spans.length - 1] === OPEN) {
+        d.spans[d.spans.length - 1] = ref.epoch;
+        undo.closed.push(k);
+      }
     }
     this.epochs.set(ref.epoch, { ref, key });
     this.last = ref.epoch;
+    this.undo.push(undo);
+    if (this.undo.length > UNDO_WINDOW) this.undo.shift();
   }
 
   /** Every epoch this device has a key for, oldest first. */
@@ -83,14 +108,65 @@ export class EpochHistory {
     return [...this.epochs.values()].map((e) => e.ref).sort((a, b) => a.epoch - b.epoch);
   }
 
+  /**
+   * Forgets every epoch after `epoch` (a fork choice abandoned them), keeping each one's key
+   * and members aside to read ops already sealed on it. Returns the abandoned epochs.
+   *
+   * @throws RangeError when that reaches further back than the undo window (a bug in the caller).
+   */
+  rewindTo(epoch: number): EpochRef[] {
+    const abandoned: EpochRef[] = [];
+    while (this.last !== undefined && this.last > epoch) {
+      const u = this.undo.pop();
+      const entry = this.epochs.get(this.last);
+      if (u?.epoch !== this.last || entry === undefined) throw new RangeError('cannot rewind that far');
+      const members = new Map<string, UserId>();
+      for (const [k, d] of this.devices) {
+        if (this.spanAt(d, this.last)) members.set(k, d.user);
+      }
+      this.forked.set(forkKey(entry.ref), { entry, members });
+      for (const k of u.opened) {
+        const d = this.devices.get(k);
+        if (d === undefined) continue;
+        d.spans.length -= 2;
+        if (d.spans.length === 0) this.devices.delete(k);
+      }
+      for (const k of u.closed) {
+        const d = this.devices.get(k);
+        if (d !== undefined) d.spans[d.spans.length - 1] = OPEN;
+      }
+      this.epochs.delete(this.last);
+      abandoned.push(entry.ref);
+      let prev: number | undefined;
+      for (const n of this.epochs.keys()) if (n < this.last && (prev === undefined || n > prev)) prev = n;
+      this.last = prev;
+    }
+    return abandoned;
+  }
+
+  private spanAt(d: DeviceSpans, epoch: number): boolean {
+    for (let i = 0; i < d.spans.length; i += 2) {
+      const from = d.spans[i] as number;
+      const to = d.spans[i + 1] as number;
+      if (epoch >= from && (to === OPEN || epoch < to)) return true;
+    }
+    return false;
+  }
+
   /** The content key of `ref`, when this device has it and the commit hash matches. */
   keyOf(ref: EpochRef): Uint8Array | undefined {
     const e = this.epochs.get(ref.epoch);
-    return e !== undefined && equalBytes(e.ref.commitHash, ref.commitHash) ? e.key : undefined;
+    if (e !== undefined && equalBytes(e.ref.commitHash, ref.commitHash)) return e.key;
+    return this.forked.get(forkKey(ref))?.entry.key;
   }
 
   /** Whether `device` of `user` was a member in `ref` (see `MembershipView`). */
   memberAt(ref: EpochRef, user: UserId, device: DeviceId): MembershipAnswer {
+    const fork = this.forked.get(forkKey(ref));
+    if (fork !== undefined) {
+      const u = fork.members.get(bytesKey(device));
+      return u !== undefined && equalBytes(u, user) ? 'member' : 'not-member';
+    }
     if (this.keyOf(ref) === undefined) return 'unknown-epoch';
     const d = this.devices.get(bytesKey(device));
     if (d === undefined || !equalBytes(d.user, user)) return 'not-member';

@@ -59,5 +59,11 @@ export function stateCommitPolicy(state: () => SpaceState): CommitPolicy {
       }
       return 'ok';
     },
+    rank(committer, context) {
+      const heads = headsOf(context);
+      if (heads === undefined) return RANK.member;
+      const auth = state().authorityAt(heads);
+      return auth === undefined ? undefined : RANK[auth.roleOf(committer.user)];
+    },
   };
 }
