@@ -16,7 +16,7 @@ import type { Bodies, OpKind, SpaceId } from '../protocol/index.js';
 import type { Mailbox } from '../ports/mailbox.js';
 import { MlsDevice } from './device.js';
 import type { PeerContext } from './flows.js';
-import type { RotationPolicy, SpaceGroup } from './group.js';
+import type { CommitPolicy, RotationPolicy, SpaceGroup } from './group.js';
 import { stateCommitPolicy } from './policy.js';
 
 export const aead = webCryptoAead();
@@ -35,13 +35,14 @@ export class MlsPeer {
     readonly atRestKey: Uint8Array,
     readonly clock: ManualClock,
     private readonly rotation: RotationPolicy | undefined,
+    private readonly policy: CommitPolicy | undefined,
   ) {}
 
   static async create(
     name: string,
     space: SpaceId,
     clock: ManualClock,
-    options: { rotation?: RotationPolicy; storage?: Storage } = {},
+    options: { rotation?: RotationPolicy; storage?: Storage; policy?: CommitPolicy } = {},
   ): Promise<MlsPeer> {
     const ed = testEd25519();
     const { identity, userKey } = await createIdentity(ed, clock.now(), { extractable: true });
@@ -54,7 +55,7 @@ export class MlsPeer {
     clock: ManualClock,
     identity: DeviceIdentity,
     userKey: SigningKey,
-    options: { rotation?: RotationPolicy; storage?: Storage },
+    options: { rotation?: RotationPolicy; storage?: Storage; policy?: CommitPolicy },
   ): Promise<MlsPeer> {
     const seed = await testEd25519().exportSeed(identity.deviceKey);
     const p = new MlsPeer(
@@ -67,6 +68,7 @@ export class MlsPeer {
       webRng.randomBytes(32),
       clock,
       options.rotation,
+      options.policy,
     );
     await p.reopen();
     return p;
@@ -75,7 +77,14 @@ export class MlsPeer {
   /** Another device of this peer's user, with storage of its own. */
   async newDevice(name: string): Promise<MlsPeer> {
     const identity = await addDevice(testEd25519(), this.userKey, this.clock.now(), { extractable: true });
-    return MlsPeer.withIdentity(name, this.space, this.clock, identity, this.userKey, {});
+    return MlsPeer.withIdentity(
+      name,
+      this.space,
+      this.clock,
+      identity,
+      this.userKey,
+      this.policy === undefined ? {} : { policy: this.policy },
+    );
   }
 
   /** Drops every in-memory state and loads device and replica again from storage. */
@@ -92,7 +101,7 @@ export class MlsPeer {
       aead,
       clock: this.clock,
       rng: webRng,
-      policy: () => stateCommitPolicy(() => this.replica.state),
+      policy: () => this.policy ?? stateCommitPolicy(() => this.replica.state),
       ...(this.rotation === undefined ? {} : { rotation: this.rotation }),
     });
     this.replica = await SpaceReplica.open({
