@@ -3,8 +3,16 @@ import { newId, postBody } from '../core/scenario.js';
 import { ManualClock, testSpaceId } from '../core/testkit.js';
 import { webRng } from '../ports/env.js';
 import { type AppendResult, MailboxError, MemoryMailbox } from '../ports/mailbox.js';
-import type { ChannelId, InviteId, InviteRole } from '../protocol/index.js';
-import { admitWaiting, follow, pollJoin, removeUser, requestJoin } from './flows.js';
+import { type ChannelId, type InviteId, type InviteRole, bytesKey } from '../protocol/index.js';
+import {
+  admitWaiting,
+  commitChange,
+  follow,
+  pollJoin,
+  removeUser,
+  requestJoin,
+  rotateIfDue,
+} from './flows.js';
 import {
   type InviteLink,
   formatInviteLink,
@@ -274,5 +282,55 @@ describe('restart in the middle of a flow', () => {
         .map((m) => m.user),
     ).not.toContainEqual(john);
     expect(w.p('john').group.epochKey(w.admin.group.epoch)).toBeUndefined();
+  });
+});
+
+describe('rotation and re-proposal', () => {
+  it('a device rotates its keys when the epoch is due, and not before', async () => {
+    const clock = new ManualClock();
+    const mailbox = new MemoryMailbox();
+    const p = await MlsPeer.create('alice', SPACE, clock, {
+      rotation: { maxAgeMs: 3_600_000, maxMessages: 1000 },
+    });
+    await p.device.createSpace(SPACE);
+    await p.write('CreateSpace', { name: 'r', description: '' });
+    expect(await rotateIfDue(p.ctx(mailbox))).toBeUndefined();
+    clock.advance(3_600_000);
+    const before = p.group.epoch;
+    expect((await rotateIfDue(p.ctx(mailbox)))?.kind).toBe('applied');
+    expect(p.group.epoch.epoch).toBe(before.epoch + 1);
+    expect(await rotateIfDue(p.ctx(mailbox))).toBeUndefined();
+  });
+
+  it('a removal that lost the fork choice is committed again on the winning epoch', async () => {
+    const w = await world(['alice', 'bob', 'john']);
+    const { link } = await w.invite('alice');
+    for (const n of ['bob', 'john']) {
+      await requestJoin(w.p(n).ctx(w.mailbox), link);
+      await admitWaiting(w.admin.ctx(w.mailbox));
+      await pollJoin(w.p(n).ctx(w.mailbox), SPACE);
+      await w.settle();
+    }
+    await w.admin.write('AssignRole', { user: w.p('bob').identity.user, role: 'moderator' });
+    await w.settle();
+    // Bob removes John through another relay while Alice (an admin) commits an update through the first.
+    const other = new MemoryMailbox();
+    const bob = w.p('bob');
+    expect(
+      (await commitChange(bob.ctx(other), { kind: 'remove', devices: [w.p('john').identity.device] })).kind,
+    ).toBe('applied');
+    expect((await commitChange(w.admin.ctx(w.mailbox), { kind: 'update' })).kind).toBe('applied');
+    // Bob hears Alice's: it wins (higher role); Bob rolls back and removes John again on top of it.
+    const seen = await follow(bob.ctx(w.mailbox));
+    expect(seen.map((o) => o.kind)).toEqual(['switched']);
+    expect(bob.group.members().map((m) => bytesKey(m.device))).not.toContain(
+      bytesKey(w.p('john').identity.device),
+    );
+    expect((await follow(w.admin.ctx(w.mailbox))).map((o) => o.kind)).toEqual(['duplicate', 'applied']);
+    expect(w.admin.group.epoch).toEqual(bob.group.epoch);
+    expect((await follow(w.p('john').ctx(w.mailbox))).map((o) => o.kind)).toEqual([
+      'applied',
+      'removed-self',
+    ]);
   });
 });

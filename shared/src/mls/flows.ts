@@ -15,6 +15,7 @@ import { bytesKey, equalBytes, toHex } from '../protocol/ids.js';
 import { StorageError } from '../ports/storage.js';
 import type { MlsDevice } from './device.js';
 import type { Change, GroupRejectReason, PendingCommit, ProcessOutcome, SpaceGroup } from './group.js';
+import type { GroupMember } from './suite.js';
 import { decodeMls } from './group.js';
 import {
   type InviteLink,
@@ -133,14 +134,27 @@ export async function settlePending(ctx: PeerContext): Promise<CommitResult | un
 }
 
 /**
+ * Commits a self-update when the current epoch is older than the rotation policy allows or
+ * this device sealed too many ops in it (section 6.1). `undefined` when none was due.
+ */
+export async function rotateIfDue(ctx: PeerContext): Promise<CommitResult | undefined> {
+  const g = groupOf(ctx);
+  return g.needsRotation() ? commitChange(ctx, { kind: 'update' }) : undefined;
+}
+
+/**
  * Follows the Space's commits and proposals on its topic, applying them in relay order and
- * saving after each. Stops at a commit for an epoch this device has not reached.
+ * saving after each. Stops at a commit for an epoch this device has not reached. When a fork
+ * choice dropped a removal this device had committed, it commits it again (the loser
+ * re-proposes, section 6.3); a dropped add is reported for the admitter to redo with a fresh
+ * join request, since the joiner's Welcome was for the abandoned epoch.
  */
 export async function follow(ctx: PeerContext): Promise<ProcessOutcome[]> {
   await settlePending(ctx);
   const g = groupOf(ctx);
   let cursor = await loadCursor(ctx, g.topic);
   const out: ProcessOutcome[] = [];
+  const redo: GroupMember[] = [];
   for (const m of await ctx.mailbox.read(g.topic, cursor)) {
     const o = await g.process(m.message);
     out.push(o);
@@ -149,10 +163,14 @@ export async function follow(ctx: PeerContext): Promise<ProcessOutcome[]> {
     if (o.kind === 'applied' || o.kind === 'removed-self' || o.kind === 'proposal-stored')
       await ctx.device.save(g);
     // A new epoch's key opens ops that were waiting for it (section 4 step 2).
-    if (o.kind === 'applied') await ctx.replica.retryHeld();
+    if (o.kind === 'applied' || o.kind === 'switched') await ctx.replica.retryHeld();
+    if (o.kind === 'switched') redo.push(...o.lost.flatMap((l) => l.removed));
     cursor = m.seq;
     await saveCursor(ctx, g.topic, cursor);
   }
+  const still = redo.filter((r) => g.members().some((m) => equalBytes(m.device, r.device)));
+  if (still.length > 0 && g.active)
+    await commitChange(ctx, { kind: 'remove', devices: still.map((r) => r.device) });
   return out;
 }
 

@@ -81,6 +81,11 @@ export type ProcessOutcome =
       readonly epoch: EpochRef;
       readonly abandoned: readonly EpochRef[];
       readonly committer: GroupMember | undefined;
+      /** This device's own commits that the switch dropped: the loser makes its change again. */
+      readonly lost: readonly {
+        readonly added: readonly GroupMember[];
+        readonly removed: readonly GroupMember[];
+      }[];
     }
   /** A commit this device cannot judge yet (it lacks ops the committer had): try again later. */
   | { readonly kind: 'held'; readonly epoch: number }
@@ -198,6 +203,8 @@ interface Transition {
   readonly committer: GroupMember;
   readonly context: Uint8Array;
   readonly tie: Uint8Array;
+  /** For this device's own commits: what it changed (made again if a fork choice drops it). */
+  readonly own?: { readonly added: readonly GroupMember[]; readonly removed: readonly GroupMember[] };
 }
 
 /** Epochs a fork can reach back: how many transitions' previous states a member keeps. */
@@ -533,6 +540,7 @@ export class SpaceGroup {
       committer: this.self(),
       context: pending.context,
       tie: sha256(pending.handshake),
+      own: { added: pending.added, removed: pending.removed },
     });
     this.state = pending.next;
     this.remember(pending.handshake);
@@ -713,7 +721,7 @@ export class SpaceGroup {
     const wins = rank > ourRank || (rank === ourRank && compareBytes(tie, t.tie) < 0);
     if (!wins) return stale;
     const abandoned = this.history.rewindTo(t.from.epoch);
-    this.trail.splice(at);
+    const lost = this.trail.splice(at).flatMap((x) => (x.own === undefined ? [] : [x.own]));
     this.step({
       from: t.from,
       base: t.base,
@@ -727,7 +735,7 @@ export class SpaceGroup {
       return { kind: 'removed-self', epoch: t.from, committer: j.committer };
     }
     await this.newEpoch();
-    return { kind: 'switched', epoch: this.epoch, abandoned, committer: j.committer };
+    return { kind: 'switched', epoch: this.epoch, abandoned, committer: j.committer, lost };
   }
 
   private async openIncoming(
