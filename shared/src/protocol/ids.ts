@@ -23,7 +23,11 @@ export type TopicId = Brand<Uint8Array, 'TopicId'>;
 export interface EpochRef {
   /** The MLS epoch number (0 for the group's creation). Safe integer. */
   readonly epoch: number;
-  /** SHA-256 of the commit that created this epoch, 32 bytes (all zero for epoch 0). */
+  /**
+   * 32 bytes naming the commit that created this epoch: the MLS confirmed transcript hash
+   * (a SHA-256 chain over the commits, which a joiner learns from its Welcome without seeing
+   * the commit itself); all zero for epoch 0.
+   */
   readonly commitHash: Uint8Array;
 }
 
