@@ -268,8 +268,12 @@ describe('restart in the middle of a flow', () => {
     expect(done.kind).toBe('removed');
     for (const x of w.peers.values()) await x.reopen();
     expect((await follow(w.p('bob').ctx(mailbox))).map((o) => o.kind)).toEqual(['applied']);
+    for (const x of w.peers.values()) await x.reopen();
     expect((await follow(w.p('john').ctx(mailbox))).map((o) => o.kind)).toEqual(['removed-self']);
+    for (const x of w.peers.values()) await x.reopen();
+    expect(w.p('john').group.active).toBe(false);
     await syncOps(w.admin, w.p('bob'));
+    for (const x of w.peers.values()) await x.reopen();
     const audit = w
       .p('bob')
       .replica.state.auditLog()
@@ -282,6 +286,33 @@ describe('restart in the middle of a flow', () => {
         .map((m) => m.user),
     ).not.toContainEqual(john);
     expect(w.p('john').group.epochKey(w.admin.group.epoch)).toBeUndefined();
+  });
+});
+
+describe('unban', () => {
+  it('a banned user is refused until unbanned, then admitted again', async () => {
+    const w = await world(['alice', 'mallory']);
+    const { link } = await w.invite('alice');
+    await requestJoin(w.p('mallory').ctx(w.mailbox), link);
+    await admitWaiting(w.admin.ctx(w.mailbox));
+    expect((await pollJoin(w.p('mallory').ctx(w.mailbox), SPACE)).status).toBe('joined');
+    await w.settle();
+    const user = w.p('mallory').identity.user;
+    expect((await removeUser(w.admin.ctx(w.mailbox), user, { ban: true, reason: 'spam' })).kind).toBe(
+      'removed',
+    );
+    const laptop = await w.p('mallory').newDevice('mallory-laptop');
+    await requestJoin(laptop.ctx(w.mailbox), link);
+    expect((await admitWaiting(w.admin.ctx(w.mailbox))).map((r) => r.kind)).toEqual(['refused']);
+    expect(await pollJoin(laptop.ctx(w.mailbox), SPACE)).toMatchObject({
+      status: 'refused',
+      reason: 'banned',
+    });
+    await w.admin.write('Unban', { user });
+    await requestJoin(laptop.ctx(w.mailbox), link);
+    expect(await admitWaiting(w.admin.ctx(w.mailbox))).toEqual([{ kind: 'admitted', user }]);
+    expect((await pollJoin(laptop.ctx(w.mailbox), SPACE)).status).toBe('joined');
+    expect(laptop.group.epoch).toEqual(w.admin.group.epoch);
   });
 });
 
