@@ -23,7 +23,7 @@ import { type CborValue, decode, encode } from '../protocol/cbor.js';
 import { CodecError, SealError } from '../protocol/errors.js';
 import type { DeviceId, EpochRef, SpaceId, UserId } from '../protocol/ids.js';
 import { KEY_BYTES, bytesKey, concatBytes, equalBytes, toHex } from '../protocol/ids.js';
-import { KEY_PACKAGE_STOCK } from '../protocol/limits.js';
+import { KEY_PACKAGE_STOCK, MAX_HANDED_OUT_KEY_PACKAGES as MAX_HANDED_OUT } from '../protocol/limits.js';
 import type { DeviceCert } from '../protocol/op.js';
 import { NONCE_BYTES } from '../protocol/seal.js';
 import {
@@ -79,6 +79,8 @@ export type JoinResult =
 export class MlsDevice implements KeyProvider, MembershipView {
   private readonly groups = new Map<string, SpaceGroup>();
   private readonly stock = new Map<string, StockedPackage>();
+  /** Refs of stocked packages already sent to someone, oldest first. */
+  private readonly handedOut = new Set<string>();
 
   private constructor(private readonly o: MlsDeviceOptions) {}
 
@@ -98,8 +100,8 @@ export class MlsDevice implements KeyProvider, MembershipView {
     const stock = await d.load(STOCK_META);
     if (stock !== undefined) {
       for (const m of d.decodeList(stock, 'key packages')) {
-        if (!Array.isArray(m) || m.length !== 3) throw new StorageError('corrupt', 'saved key package');
-        const [message, initKey, hpkeKey] = m as CborValue[];
+        if (!Array.isArray(m) || m.length !== 4) throw new StorageError('corrupt', 'saved key package');
+        const [message, initKey, hpkeKey, handedOut] = m as CborValue[];
         const kp = message instanceof Uint8Array ? decodeMls(message) : undefined;
         if (
           kp?.wireformat !== 'mls_key_package' ||
@@ -108,11 +110,12 @@ export class MlsDevice implements KeyProvider, MembershipView {
         ) {
           throw new StorageError('corrupt', 'saved key package');
         }
-        await d.addToStock(
+        const stocked = await d.addToStock(
           kp.keyPackage,
           { initPrivateKey: initKey, hpkePrivateKey: hpkeKey, signaturePrivateKey: o.seed },
           message as Uint8Array,
         );
+        if (handedOut === true) d.handedOut.add(stocked.ref);
       }
     }
     const list = await d.load(GROUPS_META);
@@ -184,11 +187,13 @@ export class MlsDevice implements KeyProvider, MembershipView {
   }
 
   /**
-   * A key package for someone to add this device with (sent in a join request). It stays in
-   * the stock until a Welcome uses it; the stock is topped up to a few unused ones.
+   * A key package for someone to add this device with (sent in a join request): a different
+   * one each call, each valid until a Welcome uses it. The stock keeps a few never handed out
+   * ready, and forgets the oldest handed-out ones beyond a bound.
    */
   async keyPackage(): Promise<Uint8Array> {
-    while (this.stock.size < KEY_PACKAGE_STOCK) {
+    const unused = () => [...this.stock.values()].filter((s) => !this.handedOut.has(s.ref));
+    while (unused().length < KEY_PACKAGE_STOCK + 1) {
       const p = await this.newPackage();
       const message = encodeMlsMessage({
         keyPackage: p.publicPackage,
@@ -197,15 +202,20 @@ export class MlsDevice implements KeyProvider, MembershipView {
       });
       await this.addToStock(p.publicPackage, p.privatePackage, message);
     }
+    const next = unused()[0] as StockedPackage;
+    this.handedOut.add(next.ref);
+    for (const ref of this.handedOut) {
+      if (this.handedOut.size <= MAX_HANDED_OUT) break;
+      this.handedOut.delete(ref);
+      this.stock.delete(ref);
+    }
     await this.saveStock();
-    // The oldest unused one: every package handed out stays valid until used once.
-    const first = this.stock.values().next().value as StockedPackage;
-    return first.message;
+    return next.message;
   }
 
-  /** How many unused key packages this device holds. */
+  /** How many key packages this device holds ready, never handed out. */
   get stockSize(): number {
-    return this.stock.size;
+    return [...this.stock.keys()].filter((r) => !this.handedOut.has(r)).length;
   }
 
   /** Creates the MLS group of a new Space with this device as its only member (epoch 0). */
@@ -235,11 +245,13 @@ export class MlsDevice implements KeyProvider, MembershipView {
     const r = await SpaceGroup.join(welcome, mine, this.o.ed25519, (space) => this.groupOptions(space));
     if (r.kind !== 'joined') return r;
     const g = r.group;
-    if (this.groups.has(bytesKey(g.space))) {
+    // A device removed earlier may come back; one still a member may not join twice.
+    if (this.groups.get(bytesKey(g.space))?.active === true) {
       return { kind: 'rejected', reason: 'invalid', detail: 'this device is already in that Space' };
     }
     // A key package is used once.
     this.stock.delete(mine.ref);
+    this.handedOut.delete(mine.ref);
     this.groups.set(bytesKey(g.space), g);
     await this.save(g);
     await this.saveStock();
@@ -287,6 +299,7 @@ export class MlsDevice implements KeyProvider, MembershipView {
       s.message,
       s.privatePackage.initPrivateKey,
       s.privatePackage.hpkePrivateKey,
+      this.handedOut.has(s.ref),
     ]);
     await this.store(STOCK_META, encode(list));
   }

@@ -309,10 +309,15 @@ describe('unban', () => {
       reason: 'banned',
     });
     await w.admin.write('Unban', { user });
-    await requestJoin(laptop.ctx(w.mailbox), link);
+    // Her first device, removed with the ban, comes back in place of its closed group.
+    const phone = w.p('mallory');
+    expect((await follow(phone.ctx(w.mailbox))).map((o) => o.kind)).toEqual(['removed-self']);
+    expect(phone.group.active).toBe(false);
+    await requestJoin(phone.ctx(w.mailbox), link);
     expect(await admitWaiting(w.admin.ctx(w.mailbox))).toEqual([{ kind: 'admitted', user }]);
-    expect((await pollJoin(laptop.ctx(w.mailbox), SPACE)).status).toBe('joined');
-    expect(laptop.group.epoch).toEqual(w.admin.group.epoch);
+    expect((await pollJoin(phone.ctx(w.mailbox), SPACE)).status).toBe('joined');
+    expect(phone.group.active).toBe(true);
+    expect(phone.group.epoch).toEqual(w.admin.group.epoch);
   });
 });
 

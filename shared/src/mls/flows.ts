@@ -225,7 +225,7 @@ function decodeJoin(bytes: Uint8Array): { link: InviteLink; request: JoinRequest
  * @throws MailboxError when no relay is reachable (the request stays saved; call again).
  */
 export async function requestJoin(ctx: PeerContext, link: InviteLink): Promise<JoinStatus> {
-  if (ctx.device.group(link.space) !== undefined) {
+  if (ctx.device.group(link.space)?.active === true) {
     return { status: 'refused', reason: 'already-member', detail: 'this device is in that Space already' };
   }
   if (ctx.clock.now() > link.expiresAtMs)
@@ -250,7 +250,7 @@ export async function requestJoin(ctx: PeerContext, link: InviteLink): Promise<J
 /** Looks for the answer to this device's join request for `space`. */
 export async function pollJoin(ctx: PeerContext, space: SpaceId): Promise<JoinStatus> {
   const g = ctx.device.group(space);
-  if (g !== undefined) return { status: 'joined', group: g };
+  if (g?.active === true) return { status: 'joined', group: g };
   const saved = await ctx.device.loadRecord(joinName(space));
   if (saved === undefined)
     return { status: 'refused', reason: 'unknown-invite', detail: 'no join request was made' };

@@ -126,10 +126,13 @@ describe('a Space as an MLS group', () => {
       expect(p.group.members().map((m) => m.user)).toEqual(admin.group.members().map((m) => m.user));
     }
     expect(admin.group.members()).toHaveLength(3);
-    // Key packages are used once; the stock is topped up on the next request.
-    expect(bob.device.stockSize).toBe(4);
-    await bob.device.keyPackage();
+    // Each request gets a different key package; the stock of fresh ones stays topped up.
     expect(bob.device.stockSize).toBe(5);
+    const [k1, k2] = [await bob.device.keyPackage(), await bob.device.keyPackage()];
+    expect(k1).not.toEqual(k2);
+    expect(bob.device.stockSize).toBe(5);
+    await bob.reopen();
+    expect(await bob.device.keyPackage()).not.toEqual(k2);
   });
 
   it('a self-update moves everyone to a new epoch with a new content key', async () => {

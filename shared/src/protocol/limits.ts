@@ -83,5 +83,11 @@ export const MLS_RETAIN_EPOCHS = 4;
 /** Key packages. The stock of unused ones a device keeps ready for invites. */
 export const KEY_PACKAGE_STOCK = 5;
 
+/**
+ * Key packages. Those sent in join requests and not yet used by a Welcome that a device keeps
+ * (their private keys); past this the oldest are forgotten (a request that old is stale).
+ */
+export const MAX_HANDED_OUT_KEY_PACKAGES = 64;
+
 /** Limits for decoding a saved key history and membership history (our own CBOR, trusted size). */
 export const MAX_HISTORY_ENTRIES = 1_000_000;
