@@ -46,6 +46,7 @@ const sizes = (process.env.BENCH_MLS_SIZES ?? '10,100,1000,5000')
   .map((s) => Number(s.trim()))
   .filter((n) => Number.isInteger(n) && n >= 4);
 const force = process.env.BENCH_MLS_FORCE === '1';
+const CHUNK = 500;
 const profileDir = process.env.BENCH_MLS_PROFILE;
 const gc = (globalThis as { gc?: () => void }).gc;
 
@@ -151,7 +152,10 @@ async function measure(
     }
   }
 
-  const removed = leafOf(receiver) === 2 ? 3 : 2;
+  const removed =
+    receiver.ratchetTree.findIndex(
+      (node, i) => node?.nodeType === 'leaf' && i / 2 !== leafOf(receiver) && i / 2 !== leafOf(committer),
+    ) / 2;
   const remove = await commit(k, committer, [removeOf(removed)]);
   await step('process remove', async () => {
     row.processRemoveMs = (
@@ -187,11 +191,14 @@ async function runSize(k: Kit, n: number, profileAs: string | undefined): Promis
   const creatorM = await member(k);
   const others = await members(k, n - 1);
   console.log(`${n}: ${n} identities and key packages in ${(performance.now() - t0).toFixed(0)} ms`);
-  const built = await timed(`${n}: creator adds ${n - 1} members in one commit`, undefined, () =>
-    batchGroup(k, creatorM, others),
+  const built = await timed(
+    `${n}: creator adds ${n - 1} members in add-only commits of up to ${CHUNK}`,
+    undefined,
+    () => batchGroup(k, creatorM, others, CHUNK),
   );
-  // The receiver sits in the middle of the tree, away from the committer's path.
-  const receiverM = others[Math.floor(n / 2)] as Member;
+  // The receiver is in the last chunk (the Welcome is for it), in the right half of the tree,
+  // away from the committer's path.
+  const receiverM = others[Math.max(0, others.length - Math.min(CHUNK, others.length) + 1)] as Member;
   const joined = await timed(`${n}: one member joins from the batch Welcome`, undefined, () =>
     join(k, built.value.welcome, receiverM),
   );

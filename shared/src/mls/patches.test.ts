@@ -156,13 +156,14 @@ describe('patch 001: memoised tree hashes and parent-hash verification in one pa
   });
 
   it('removeLeaves keeps the nodes it does not change', () => {
-    expect(ratchetTree.removeLeaves(tree, [])).toBe(tree);
+    // (Booleans, not the trees: a failing diff of two trees takes minutes to print.)
+    expect(ratchetTree.removeLeaves(tree, []) === tree).toBe(true);
     const unmerged = tree.find((n) => n?.nodeType === 'parent' && n.parent.unmergedLeaves.length > 0);
     if (unmerged?.nodeType !== 'parent') throw new Error('expected unmerged leaves');
     const gone = toLeafIndex(unmerged.parent.unmergedLeaves[0] as number);
     const removed = ratchetTree.removeLeaves(tree, [gone]);
     const stock = stockRatchetTree.removeLeaves(tree, [gone]);
-    expect(removed).toEqual(stock);
+    expect(JSON.stringify(removed) === JSON.stringify(stock)).toBe(true);
     const kept = tree.filter(
       (n, i) => n?.nodeType === 'parent' && !n.parent.unmergedLeaves.includes(gone) && removed[i] === n,
     ).length;
@@ -236,7 +237,7 @@ describe('patch 002: lazy secret tree', () => {
     ).newTree;
     const bytes = encode(secretTree.secretTreeEncoder)(lazy);
     const decoded = secretTree.decodeSecretTree(bytes, 0)?.[0];
-    expect(decoded).toEqual(lazy);
+    expect(JSON.stringify(decoded) === JSON.stringify(lazy)).toBe(true);
     if (decoded === undefined) throw new Error('undecodable');
     for (const leaf of [4, 8, 0]) {
       const a = await secretTree.ratchetToGeneration(

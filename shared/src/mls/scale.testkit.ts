@@ -127,14 +127,20 @@ export async function join(k: Kit, welcome: Uint8Array, m: Member): Promise<Clie
   );
 }
 
-/** A group of `1 + others.length` members made by one batch add (no parent has a key yet). */
+/**
+ * A group of `1 + others.length` members made by add-only commits of at most `chunk` members
+ * each (no update path: no parent has a key yet). The Welcome is the last commit's, for the
+ * members of the last chunk. One commit of thousands of adds costs ts-mls quadratic time and
+ * memory (its proposal checks compare every pair), hence the chunks.
+ */
 export async function batchGroup(
   k: Kit,
   creator: Member,
   others: Member[],
+  chunk = others.length,
 ): Promise<{ creator: ClientState; welcome: Uint8Array }> {
   const groupId = new TextEncoder().encode(`bench-${others.length + 1}-${Math.random()}`);
-  const s0 = await k.mls.createGroup(
+  let state = await k.mls.createGroup(
     groupId,
     creator.publicPackage,
     creator.privatePackage,
@@ -142,9 +148,14 @@ export async function batchGroup(
     k.cs,
     k.config,
   );
-  const made = await commit(k, s0, others.map(addOf));
-  if (made.welcome === undefined) throw new Error('no Welcome for a batch add');
-  return { creator: made.state, welcome: made.welcome };
+  let welcome: Uint8Array | undefined;
+  for (let i = 0; i < others.length; i += chunk) {
+    const made = await commit(k, state, others.slice(i, i + chunk).map(addOf));
+    state = made.state;
+    welcome = made.welcome;
+  }
+  if (welcome === undefined) throw new Error('no Welcome for a batch add');
+  return { creator: state, welcome };
 }
 
 /** The leaf index of this member in its own state. */
