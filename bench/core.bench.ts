@@ -9,7 +9,10 @@
 import { writeFileSync } from 'node:fs';
 import inspector from 'node:inspector';
 import os from 'node:os';
+import { limitVerifications } from '../shared/src/crypto/ed25519-limit.js';
 import { webCryptoEd25519 } from '../shared/src/crypto/ed25519-webcrypto.js';
+import { nodeEd25519 } from '../shared/src/crypto/ed25519.node.js';
+import type { Ed25519 } from '../shared/src/ports/crypto.js';
 import { sha256, topicId } from '../shared/src/crypto/sha256.js';
 import { memoryStorage } from '../shared/src/ports/storage.memory.js';
 import { webCryptoAead } from '../shared/src/ports/aead.js';
@@ -37,7 +40,19 @@ import { ManualClock, TestGroup, testSpaceId } from '../shared/src/core/testkit.
 
 const AUTHORS = 50;
 const IN_FLIGHT = 100;
+/** Identities are made with WebCrypto (as in a browser); each host verifies with its own. */
 const ed = webCryptoEd25519();
+/**
+ * A Node host's verifier: `nodeEd25519` unless BENCH_CORE_ED=webcrypto. The raw rate is
+ * measured with the same one, 100 in flight.
+ */
+const nodeEd = process.env.BENCH_CORE_ED === 'webcrypto' ? webCryptoEd25519() : nodeEd25519();
+/**
+ * Verifications the pipeline hands to the verifier at once (BENCH_CORE_VERIFY_IN_FLIGHT;
+ * unlimited by default). See `limitVerifications`.
+ */
+const VERIFY_IN_FLIGHT = Number(process.env.BENCH_CORE_VERIFY_IN_FLIGHT ?? 0);
+const limited = (e: Ed25519) => (VERIFY_IN_FLIGHT > 0 ? limitVerifications(e, VERIFY_IN_FLIGHT) : e);
 const gc = (globalThis as { gc?: () => void }).gc;
 
 function collect(): void {
@@ -210,7 +225,7 @@ async function rawVerify(gen: Generated, count: number): Promise<number> {
   const t0 = performance.now();
   let ok = 0;
   await pool(sample, IN_FLIGHT, async (s) => {
-    if (await ed.verify(s.author, s.msg, s.sig)) ok++;
+    if (await nodeEd.verify(s.author, s.msg, s.sig)) ok++;
   });
   const ms = performance.now() - t0;
   if (ok !== sample.length) throw new Error('raw verify failed');
@@ -219,7 +234,7 @@ async function rawVerify(gen: Generated, count: number): Promise<number> {
 
 /**
  * `web`: the crypto a browser worker has (WebCrypto AES-GCM, pure-JS SHA-256).
- * `node`: a Node host's (native AES-GCM and SHA-256). Signatures are WebCrypto in both.
+ * `node`: a Node host's (native AES-GCM and SHA-256, and Node's own Ed25519 verification).
  */
 async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'node') {
   const group = new TestGroup();
@@ -232,7 +247,7 @@ async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'n
     storage: memoryStorage(),
     keys: group,
     membership: group,
-    ed25519: ed,
+    ed25519: limited(host === 'node' ? nodeEd : ed),
     clock: new ManualClock(1_800_000_000_000),
     rng: webRng,
     ...(host === 'node' ? { aead: nodeAead(), sha256: nodeSha256 } : { aead: webCryptoAead() }),
@@ -278,7 +293,9 @@ async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'n
 
 async function main(): Promise<void> {
   console.log(
-    `bench:core on ${os.cpus()[0]?.model ?? 'unknown cpu'} x${os.cpus().length}, node ${process.version}`,
+    `bench:core on ${os.cpus()[0]?.model ?? 'unknown cpu'} x${os.cpus().length}, node ${process.version}; ` +
+      `verifier ${process.env.BENCH_CORE_ED === 'webcrypto' ? 'WebCrypto' : 'Node crypto.verify'}, ` +
+      `pipeline verifications in flight: ${VERIFY_IN_FLIGHT > 0 ? VERIFY_IN_FLIGHT : 'unlimited'}, raw: ${IN_FLIGHT}`,
   );
   const people: DeviceIdentity[] = [];
   for (let i = 0; i < AUTHORS; i++) people.push((await createIdentity(ed, 1_700_000_000_000)).identity);

@@ -23,7 +23,7 @@ const SMALL_ORDER = [
   'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
 ].map((h) => fromHex(h) ?? new Uint8Array(0));
 
-function isSmallOrder(publicKey: Uint8Array): boolean {
+export function isSmallOrder(publicKey: Uint8Array): boolean {
   return SMALL_ORDER.some((bad) => {
     for (let i = 0; i < 31; i++) if (publicKey[i] !== bad[i]) return false;
     return ((publicKey[31] ?? 0) & 0x7f) === bad[31];

@@ -8,6 +8,10 @@ import { sha256 } from './sha256.js';
 import { nodeSha256 } from './sha256.node.js';
 import { World } from '../core/scenario.js';
 import { testReplica } from '../core/testkit.js';
+import { runEd25519Tests } from './ed25519.conformance.js';
+import { nodeEd25519 } from './ed25519.node.js';
+
+runEd25519Tests('node (crypto.verify on the thread pool)', () => nodeEd25519());
 
 describe('the Node host crypto', () => {
   it('AES-GCM: the same bytes as WebCrypto both ways, and tampering is refused', async () => {
