@@ -12,7 +12,9 @@ import type { ClientState, Hash, Kdf, Proposal, RatchetTree, SecretTree } from '
 import { encode } from 'ts-mls/codec/tlsEncoder.js';
 import type { ReuseGuard, SenderData } from 'ts-mls/sender.js';
 import { toLeafIndex } from 'ts-mls/treemath.js';
+import * as enumHelpers from 'ts-mls/util/enumHelpers.js';
 import * as stockClientState from 'ts-mls-stock/clientState.js';
+import * as stockEnumHelpers from 'ts-mls-stock/util/enumHelpers.js';
 import * as stockParentHash from 'ts-mls-stock/parentHash.js';
 import * as stockRatchetTree from 'ts-mls-stock/ratchetTree.js';
 import * as stockSecretTree from 'ts-mls-stock/secretTree.js';
@@ -102,6 +104,12 @@ async function populated(n: number): Promise<{ creator: ClientState; receiver: C
   return { creator, receiver, late: late[0] as Member };
 }
 
+/** Deep equality as a boolean: a failing diff of two trees takes minutes to print. */
+function same(a: unknown, b: unknown): boolean {
+  const text = (x: unknown) => JSON.stringify(x, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
+  return text(a) === text(b);
+}
+
 function parentsWithUnmerged(tree: RatchetTree): number {
   return tree.filter((n) => n?.nodeType === 'parent' && n.parent.unmergedLeaves.length > 0).length;
 }
@@ -163,7 +171,7 @@ describe('patch 001: memoised tree hashes and parent-hash verification in one pa
     const gone = toLeafIndex(unmerged.parent.unmergedLeaves[0] as number);
     const removed = ratchetTree.removeLeaves(tree, [gone]);
     const stock = stockRatchetTree.removeLeaves(tree, [gone]);
-    expect(JSON.stringify(removed) === JSON.stringify(stock)).toBe(true);
+    expect(same(removed, stock)).toBe(true);
     const kept = tree.filter(
       (n, i) => n?.nodeType === 'parent' && !n.parent.unmergedLeaves.includes(gone) && removed[i] === n,
     ).length;
@@ -237,7 +245,7 @@ describe('patch 002: lazy secret tree', () => {
     ).newTree;
     const bytes = encode(secretTree.secretTreeEncoder)(lazy);
     const decoded = secretTree.decodeSecretTree(bytes, 0)?.[0];
-    expect(JSON.stringify(decoded) === JSON.stringify(lazy)).toBe(true);
+    expect(same(decoded, lazy)).toBe(true);
     if (decoded === undefined) throw new Error('undecodable');
     for (const leaf of [4, 8, 0]) {
       const a = await secretTree.ratchetToGeneration(
@@ -363,6 +371,24 @@ describe('patch 004: join validation', () => {
     );
     expect(err?.message).toMatch(/unmerged_leaves/);
     expect(stockClientState.validateRatchetTree).toBeTypeOf('function');
+  });
+});
+
+describe('patch 005: enum reverse maps built once', () => {
+  it('decodes enum values as stock does, from one reverse map per enum', () => {
+    const enums: Record<string, number>[] = [
+      { basic: 1, x509: 2 },
+      { reserved: 0, leaf: 1, parent: 2 },
+      { a: 1, b: 2, c: 2, d: 0x0a0a },
+    ];
+    for (const e of enums) {
+      expect(enumHelpers.reverseMap(e) === enumHelpers.reverseMap(e)).toBe(true);
+      // Stock rebuilds the map (a spread per entry) on every call.
+      expect(stockEnumHelpers.reverseMap(e) === stockEnumHelpers.reverseMap(e)).toBe(false);
+      const patched = enumHelpers.enumNumberToKey(e);
+      const stock = stockEnumHelpers.enumNumberToKey(e);
+      for (const n of [0, 1, 2, 3, 0x0a0a, 65535, -1, 1.5]) expect(patched(n)).toBe(stock(n));
+    }
   });
 });
 
