@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { newId, postBody } from '../core/scenario.js';
-import { ManualClock, testSpaceId } from '../core/testkit.js';
+import { ManualClock, testEd25519, testSpaceId } from '../core/testkit.js';
 import { webRng } from '../ports/env.js';
 import { type AppendResult, MailboxError, MemoryMailbox } from '../ports/mailbox.js';
 import { type ChannelId, type InviteId, type InviteRole, bytesKey } from '../protocol/index.js';
@@ -20,7 +20,9 @@ import {
   parseInviteLink,
   sealJoinRequest,
 } from './invite.js';
+import { SpaceGroup } from './group.js';
 import { MlsPeer, aead } from './mls.testkit.js';
+import { commitContext } from './policy.js';
 
 const SPACE = testSpaceId(77);
 const DAY = 86_400_000;
@@ -318,6 +320,45 @@ describe('unban', () => {
     expect((await pollJoin(phone.ctx(w.mailbox), SPACE)).status).toBe('joined');
     expect(phone.group.active).toBe(true);
     expect(phone.group.epoch).toEqual(w.admin.group.epoch);
+  });
+});
+
+describe('a commit without authority that reached the relay first', () => {
+  it('does not block the Space: honest members refuse it, and the next honest commit goes in anyway', async () => {
+    const w = await world(['alice', 'bob', 'mallory']);
+    const { link } = await w.invite('alice');
+    for (const n of ['bob', 'mallory']) {
+      await requestJoin(w.p(n).ctx(w.mailbox), link);
+      await admitWaiting(w.admin.ctx(w.mailbox));
+      await pollJoin(w.p(n).ctx(w.mailbox), SPACE);
+      await w.settle();
+    }
+    const mallory = w.p('mallory');
+    // A modified client: the same keys, no policy of its own; it removes Bob and wins the relay.
+    const rogue = SpaceGroup.decode(mallory.group.encode(), {
+      ed25519: testEd25519(),
+      aead,
+      clock: w.clock,
+      rng: webRng,
+    });
+    const r = await rogue.prepare(
+      { kind: 'remove', devices: [w.p('bob').identity.device] },
+      { context: commitContext(mallory.replica.currentHeads()) },
+    );
+    if (r.kind !== 'ready') throw new Error('no commit');
+    expect(
+      (await w.mailbox.append(rogue.topic, r.commit.handshake, { commitEpoch: r.commit.from.epoch })).kind,
+    ).toBe('appended');
+    const epoch = w.admin.group.epoch;
+    expect((await commitChange(w.admin.ctx(w.mailbox), { kind: 'update' })).kind).toBe('applied');
+    expect(w.admin.group.epoch.epoch).toBe(epoch.epoch + 1);
+    const bobSaw = await follow(w.p('bob').ctx(w.mailbox));
+    expect(bobSaw.map((o) => (o.kind === 'rejected' ? `rejected:${o.reason}` : o.kind))).toEqual([
+      'rejected:unauthorized',
+      'applied',
+    ]);
+    expect(w.p('bob').group.epoch).toEqual(w.admin.group.epoch);
+    expect(w.p('bob').group.active).toBe(true);
   });
 });
 

@@ -94,6 +94,15 @@ export async function commitChange(
 async function send(ctx: PeerContext, g: SpaceGroup, p: PendingCommit): Promise<CommitResult> {
   const sent = await ctx.mailbox.append(g.topic, p.handshake, { commitEpoch: p.from.epoch });
   if (sent.kind === 'refused') {
+    // Whatever took the epoch at the relay: if this device does not accept it (a commit its
+    // author had no authority for), the relay's order cannot stand, so this commit goes in
+    // anyway and members settle the two by fork choice. Otherwise this commit lost.
+    await followTopic(ctx);
+    const now = g.epoch;
+    if (g.active && now.epoch === p.from.epoch && equalBytes(now.commitHash, p.from.commitHash)) {
+      await ctx.mailbox.append(g.topic, p.handshake);
+      return finish(ctx, g, p);
+    }
     await ctx.device.deleteRecord(pendingName(ctx.space));
     return { kind: 'lost' };
   }
@@ -151,6 +160,10 @@ export async function rotateIfDue(ctx: PeerContext): Promise<CommitResult | unde
  */
 export async function follow(ctx: PeerContext): Promise<ProcessOutcome[]> {
   await settlePending(ctx);
+  return followTopic(ctx);
+}
+
+async function followTopic(ctx: PeerContext): Promise<ProcessOutcome[]> {
   const g = groupOf(ctx);
   let cursor = await loadCursor(ctx, g.topic);
   const out: ProcessOutcome[] = [];
