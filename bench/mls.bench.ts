@@ -20,9 +20,12 @@
  *   joinMs, welcomeBytes, commitBytes, stateBytes[, error]}]}; a step that failed or was
  *   skipped is null and `error` says why.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import inspector from 'node:inspector';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
+import { fileURLToPath } from 'node:url';
 import type { ClientState } from 'ts-mls';
 import {
   type Kit,
@@ -30,6 +33,7 @@ import {
   addOf,
   batchGroup,
   commit,
+  epochSecrets,
   join,
   kit,
   leafOf,
@@ -39,6 +43,7 @@ import {
   processCommit,
   removeOf,
 } from '../shared/src/mls/scale.testkit.js';
+import type { PageInput, PageResult } from './mls.page.js';
 
 const impl = process.env.BENCH_MLS_IMPL === 'stock' ? 'stock' : 'patched';
 const sizes = (process.env.BENCH_MLS_SIZES ?? '10,100,1000,5000')
@@ -222,7 +227,109 @@ async function runSize(k: Kit, n: number, profileAs: string | undefined): Promis
   receiver = await processCommit(k, receiver, r3.commit);
   console.log(`${n}: populated the tree in ${(performance.now() - t1).toFixed(0)} ms`);
   rows.push(await measure(k, n, true, creator, receiver, profileAs));
+  if (n === Math.max(...sizes)) await inChromium(k, creator);
   return rows;
+}
+
+const CHROMIUM = '/usr/bin/chromium';
+
+/**
+ * The join and one commit in a Chromium page (patched ts-mls bundled by esbuild, the page's
+ * WebCrypto): a member is added to the populated group and joins there, then processes the
+ * creator's self-update. Printed only (the JSON line keeps the Node figures).
+ */
+async function inChromium(k: Kit, committer: ClientState): Promise<void> {
+  if (process.env.BENCH_MLS_BROWSER === '0' || impl === 'stock') return;
+  if (!existsSync(CHROMIUM)) {
+    console.log(`  Chromium: skipped (no ${CHROMIUM})`);
+    return;
+  }
+  try {
+    await chromiumJoin(k, committer);
+  } catch (e) {
+    console.log(`  Chromium FAILED: ${describe(e)}`);
+  }
+}
+
+async function chromiumJoin(k: Kit, committer: ClientState): Promise<void> {
+  const newcomer = await member(k);
+  const add = await commit(k, committer, [addOf(newcomer)]);
+  const update = await commit(k, add.state, []);
+  if (add.welcome === undefined) throw new Error('no Welcome');
+  const { build } = await import('esbuild');
+  const bundle = await build({
+    entryPoints: [fileURLToPath(new URL('./mls.page.ts', import.meta.url))],
+    bundle: true,
+    format: 'iife',
+    globalName: 'mlsBench',
+    platform: 'browser',
+    target: 'es2022',
+    write: false,
+    logLevel: 'error',
+    // ts-mls's optional providers for other ciphersuites, never loaded for ours.
+    external: [
+      '@noble/curves/*',
+      '@noble/post-quantum/*',
+      '@hpke/chacha20poly1305',
+      '@hpke/dhkem-x448',
+      '@hpke/ml-kem',
+      '@hpke/hybridkem-x-wing',
+    ],
+  });
+  const js = bundle.outputFiles[0]?.text ?? '';
+  const server = http.createServer((req, res) => {
+    const isJs = req.url === '/bundle.js';
+    res.setHeader('content-type', isJs ? 'text/javascript' : 'text/html');
+    res.end(isJs ? js : '<!doctype html><title>bench:mls</title><script src="/bundle.js"></script>');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+    const b64 = (u: Uint8Array) => Buffer.from(u).toString('base64');
+    const input: PageInput = {
+      welcome: b64(add.welcome),
+      keyPackage: b64(
+        k.mls.encodeMlsMessage({
+          keyPackage: newcomer.publicPackage,
+          wireformat: 'mls_key_package',
+          version: 'mls10',
+        }),
+      ),
+      initPrivateKey: b64(newcomer.privatePackage.initPrivateKey),
+      hpkePrivateKey: b64(newcomer.privatePackage.hpkePrivateKey),
+      signaturePrivateKey: b64(newcomer.privatePackage.signaturePrivateKey),
+      commit: b64(update.commit),
+    };
+    const r = await page.evaluate(
+      (i: PageInput) =>
+        (globalThis as unknown as { mlsBench: { run: (i: PageInput) => Promise<PageResult> } }).mlsBench.run(
+          i,
+        ),
+      input,
+    );
+    const same = JSON.stringify(r.secrets) === JSON.stringify(epochSecrets(update.state));
+    console.log(
+      `  Chromium ${r.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? r.userAgent}: join ${r.joinMs.toFixed(0)} ms, ` +
+        `process self-update ${r.processMs.toFixed(0)} ms, epoch secrets ${same ? 'match' : 'DIFFER'} the committer's`,
+    );
+  } finally {
+    await browser.close();
+    server.close();
+  }
 }
 
 async function main(): Promise<void> {

@@ -163,21 +163,4 @@ export function leafOf(state: ClientState): number {
   return state.privatePath.leafIndex;
 }
 
-/** The secrets two members must agree on at the same epoch. */
-export function epochSecrets(state: ClientState): Record<string, string> {
-  const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
-  const ks = state.keySchedule;
-  return {
-    epoch: state.groupContext.epoch.toString(),
-    treeHash: hex(state.groupContext.treeHash),
-    confirmedTranscriptHash: hex(state.groupContext.confirmedTranscriptHash),
-    epochAuthenticator: hex(ks.epochAuthenticator),
-    exporterSecret: hex(ks.exporterSecret),
-    senderDataSecret: hex(ks.senderDataSecret),
-    confirmationKey: hex(ks.confirmationKey),
-    membershipKey: hex(ks.membershipKey),
-    resumptionPsk: hex(ks.resumptionPsk),
-    initSecret: hex(ks.initSecret),
-    externalSecret: hex(ks.externalSecret),
-  };
-}
+export { epochSecrets } from './secrets.testkit.js';
