@@ -168,18 +168,23 @@ async function followTopic(ctx: PeerContext): Promise<ProcessOutcome[]> {
   let cursor = await loadCursor(ctx, g.topic);
   const out: ProcessOutcome[] = [];
   const redo: GroupMember[] = [];
+  // Past a commit this device cannot apply yet (an epoch it has not reached, ops it lacks), it
+  // reads on — the group keeps such commits and applies them once it gets there — but the
+  // saved cursor stays before the first one, so a restart reads them again.
+  let blocked = false;
   for (const m of await ctx.mailbox.read(g.topic, cursor)) {
     const o = await g.process(m.message);
     out.push(o);
-    // Later commits build on this one: wait (for earlier commits, or for the ops it names).
-    if (o.kind === 'future' || o.kind === 'held') break;
-    if (o.kind === 'applied' || o.kind === 'removed-self' || o.kind === 'proposal-stored')
-      await ctx.device.save(g);
+    if (o.kind === 'future' || o.kind === 'held') blocked = true;
+    const moved = o.kind === 'applied' || o.kind === 'switched' || o.kind === 'removed-self';
+    if (moved || o.kind === 'proposal-stored') await ctx.device.save(g);
     // A new epoch's key opens ops that were waiting for it (section 4 step 2).
     if (o.kind === 'applied' || o.kind === 'switched') await ctx.replica.retryHeld();
     if (o.kind === 'switched') redo.push(...o.lost.flatMap((l) => l.removed));
-    cursor = m.seq;
-    await saveCursor(ctx, g.topic, cursor);
+    if (!blocked) {
+      cursor = m.seq;
+      await saveCursor(ctx, g.topic, cursor);
+    }
   }
   const still = redo.filter((r) => g.members().some((m) => equalBytes(m.device, r.device)));
   if (still.length > 0 && g.active)

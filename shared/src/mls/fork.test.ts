@@ -14,6 +14,7 @@ import type { EpochRef } from '../protocol/ids.js';
 import type { CommitPolicy, ProcessOutcome } from './group.js';
 import { MlsPeer } from './mls.testkit.js';
 
+/** Runs per CI run; MLS_FORK_RUNS for more, MLS_FORK_SEED to replay a printed seed. */
 const RUNS = Number(process.env.MLS_FORK_RUNS ?? 25);
 const SPACE = testSpaceId(91);
 /** Relays replicate to each other at the latest after this many commits (a fork's timeout). */
@@ -118,12 +119,13 @@ async function run(size: number, steps: readonly Step[]): Promise<void> {
     const g = m.peer.device.group(SPACE);
     if (g === undefined) return [];
     const out: ProcessOutcome[] = [];
+    let blocked = false;
     for (const msg of await relays[relay].read(g.topic, m.cursors[relay])) {
       const o = await g.process(msg.message);
       tally.set(o.kind, (tally.get(o.kind) ?? 0) + 1);
       out.push(o);
-      if (o.kind === 'future' || o.kind === 'held') break;
-      m.cursors[relay] = msg.seq;
+      if (o.kind === 'future' || o.kind === 'held') blocked = true;
+      if (!blocked) m.cursors[relay] = msg.seq;
     }
     note(m);
     return out;
@@ -226,7 +228,10 @@ describe('concurrent commits across two relays', () => {
         fc.array(stepArb, { minLength: 5, maxLength: 30 }),
         run,
       ),
-      { numRuns: RUNS },
+      {
+        numRuns: RUNS,
+        ...(process.env.MLS_FORK_SEED === undefined ? {} : { seed: Number(process.env.MLS_FORK_SEED) }),
+      },
     );
     if (process.env.MLS_FORK_TALLY === '1') console.log(JSON.stringify([...tally]));
     // Forks were made and settled, not avoided.

@@ -207,6 +207,9 @@ interface Transition {
   readonly own?: { readonly added: readonly GroupMember[]; readonly removed: readonly GroupMember[] };
 }
 
+/** Commits on unknown epochs a member keeps, in case it switches to their branch. */
+const MAX_ORPHANS = 256;
+
 /** Epochs a fork can reach back: how many transitions' previous states a member keeps. */
 const FORK_WINDOW = 8;
 /** Handshakes this device applied (by their AEAD tag), remembered to recognise their echoes. */
@@ -268,6 +271,12 @@ export class SpaceGroup {
   private readonly recent: string[];
   /** The latest transitions, for fork choice: the state each left, its committer and context. */
   private readonly trail: Transition[] = [];
+  /**
+   * Commits on epochs this device has not reached or does not know (perhaps of a branch it will
+   * switch to), applied when it lands on the epoch they build on. In memory only: a host keeps
+   * its mailbox cursor before the first of them, so a restart reads them again.
+   */
+  private readonly orphans: { bytes: Uint8Array; parent: EpochRef }[] = [];
 
   private constructor(
     readonly space: SpaceId,
@@ -631,6 +640,28 @@ export class SpaceGroup {
     return sealed;
   }
 
+  private keepOrphan(bytes: Uint8Array, parent: EpochRef): void {
+    if (this.orphans.some((o) => equalBytes(o.bytes, bytes))) return;
+    this.orphans.push({ bytes, parent });
+    if (this.orphans.length > MAX_ORPHANS) this.orphans.shift();
+  }
+
+  /** Applies kept commits that build on the epoch this device has just reached. */
+  private async adoptOrphans(): Promise<void> {
+    for (;;) {
+      const now = this.epoch;
+      const i = this.orphans.findIndex(
+        (o) => o.parent.epoch === now.epoch && equalBytes(o.parent.commitHash, now.commitHash),
+      );
+      const o = this.orphans[i];
+      if (o === undefined) return;
+      this.orphans.splice(i, 1);
+      // Its own outcome only moves this device on; anything else leaves it where it is.
+      await this.process(o.bytes);
+      if (equalBytes(this.epoch.commitHash, now.commitHash) && this.epoch.epoch === now.epoch) return;
+    }
+  }
+
   private step(t: Transition): void {
     this.trail.push(t);
     if (this.trail.length > FORK_WINDOW) this.trail.shift();
@@ -658,7 +689,10 @@ export class SpaceGroup {
     if (!equalBytes(h.topic, this.topic)) return reject('malformed', 'a handshake for another Space');
     if (this.recent.includes(bytesKey(bytes.subarray(bytes.length - 16)))) return { kind: 'duplicate' };
     const current = this.epoch;
-    if (h.epoch.epoch > current.epoch) return { kind: 'future', epoch: h.epoch.epoch };
+    if (h.epoch.epoch > current.epoch) {
+      this.keepOrphan(bytes, h.epoch);
+      return { kind: 'future', epoch: h.epoch.epoch };
+    }
     if (h.epoch.epoch < current.epoch || !equalBytes(h.epoch.commitHash, current.commitHash)) {
       return this.compete(h, bytes);
     }
@@ -690,6 +724,7 @@ export class SpaceGroup {
     this.state = result.newState;
     this.remember(bytes);
     await this.newEpoch();
+    await this.adoptOrphans();
     return { kind: 'applied', epoch: this.epoch, committer, added, removed };
   }
 
@@ -705,7 +740,12 @@ export class SpaceGroup {
       (t) => t.from.epoch === h.epoch.epoch && equalBytes(t.from.commitHash, h.epoch.commitHash),
     );
     const t = this.trail[at];
-    if (t === undefined) return stale;
+    if (t === undefined) {
+      // Perhaps a commit of a branch this device has not reached (yet): kept, and tried again
+      // whenever this device lands on the epoch it builds on.
+      this.keepOrphan(bytes, h.epoch);
+      return stale;
+    }
     const key = this.history.keyOf(t.from);
     if (key === undefined) return stale;
     const opened = await this.openIncoming(h, key);
@@ -735,6 +775,7 @@ export class SpaceGroup {
       return { kind: 'removed-self', epoch: t.from, committer: j.committer };
     }
     await this.newEpoch();
+    await this.adoptOrphans();
     return { kind: 'switched', epoch: this.epoch, abandoned, committer: j.committer, lost };
   }
 
