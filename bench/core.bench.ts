@@ -9,10 +9,8 @@
 import { writeFileSync } from 'node:fs';
 import inspector from 'node:inspector';
 import os from 'node:os';
-import { limitVerifications } from '../shared/src/crypto/ed25519-limit.js';
 import { webCryptoEd25519 } from '../shared/src/crypto/ed25519-webcrypto.js';
 import { nodeEd25519 } from '../shared/src/crypto/ed25519.node.js';
-import type { Ed25519 } from '../shared/src/ports/crypto.js';
 import { sha256, topicId } from '../shared/src/crypto/sha256.js';
 import { memoryStorage } from '../shared/src/ports/storage.memory.js';
 import { webCryptoAead } from '../shared/src/ports/aead.js';
@@ -43,16 +41,11 @@ const IN_FLIGHT = 100;
 /** Identities are made with WebCrypto (as in a browser); each host verifies with its own. */
 const ed = webCryptoEd25519();
 /**
- * A Node host's verifier: `nodeEd25519` unless BENCH_CORE_ED=webcrypto. The raw rate is
- * measured with the same one, 100 in flight.
+ * The Node host's verifier: WebCrypto (the implementation chosen by bench:ed25519), or Node's
+ * `crypto.verify` on the thread pool with BENCH_CORE_ED=node. The raw rate is measured with the
+ * same one, 100 in flight.
  */
-const nodeEd = process.env.BENCH_CORE_ED === 'webcrypto' ? webCryptoEd25519() : nodeEd25519();
-/**
- * Verifications the pipeline hands to the verifier at once (BENCH_CORE_VERIFY_IN_FLIGHT;
- * unlimited by default). See `limitVerifications`.
- */
-const VERIFY_IN_FLIGHT = Number(process.env.BENCH_CORE_VERIFY_IN_FLIGHT ?? 0);
-const limited = (e: Ed25519) => (VERIFY_IN_FLIGHT > 0 ? limitVerifications(e, VERIFY_IN_FLIGHT) : e);
+const nodeEd = process.env.BENCH_CORE_ED === 'node' ? nodeEd25519() : ed;
 const gc = (globalThis as { gc?: () => void }).gc;
 
 function collect(): void {
@@ -234,7 +227,7 @@ async function rawVerify(gen: Generated, count: number): Promise<number> {
 
 /**
  * `web`: the crypto a browser worker has (WebCrypto AES-GCM, pure-JS SHA-256).
- * `node`: a Node host's (native AES-GCM and SHA-256, and Node's own Ed25519 verification).
+ * `node`: a Node host's (native AES-GCM and SHA-256; Node's own Ed25519 with BENCH_CORE_ED=node).
  */
 async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'node') {
   const group = new TestGroup();
@@ -247,7 +240,7 @@ async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'n
     storage: memoryStorage(),
     keys: group,
     membership: group,
-    ed25519: limited(host === 'node' ? nodeEd : ed),
+    ed25519: host === 'node' ? nodeEd : ed,
     clock: new ManualClock(1_800_000_000_000),
     rng: webRng,
     ...(host === 'node' ? { aead: nodeAead(), sha256: nodeSha256 } : { aead: webCryptoAead() }),
@@ -294,8 +287,7 @@ async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'n
 async function main(): Promise<void> {
   console.log(
     `bench:core on ${os.cpus()[0]?.model ?? 'unknown cpu'} x${os.cpus().length}, node ${process.version}; ` +
-      `verifier ${process.env.BENCH_CORE_ED === 'webcrypto' ? 'WebCrypto' : 'Node crypto.verify'}, ` +
-      `pipeline verifications in flight: ${VERIFY_IN_FLIGHT > 0 ? VERIFY_IN_FLIGHT : 'unlimited'}, raw: ${IN_FLIGHT}`,
+      `verifier ${process.env.BENCH_CORE_ED === 'node' ? 'Node crypto.verify' : 'WebCrypto'}, ${IN_FLIGHT} in flight`,
   );
   const people: DeviceIdentity[] = [];
   for (let i = 0; i < AUTHORS; i++) people.push((await createIdentity(ed, 1_700_000_000_000)).identity);
