@@ -100,6 +100,21 @@ function describe(e: unknown): string {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }
 
+/** A row with no figures yet (each is filled in as its step succeeds). */
+function emptyRow(n: number, populated: boolean): Row {
+  return {
+    members: n,
+    populated,
+    processAddMs: null,
+    processRemoveMs: null,
+    processUpdateMs: null,
+    joinMs: null,
+    welcomeBytes: null,
+    commitBytes: null,
+    stateBytes: null,
+  };
+}
+
 /**
  * Everything measured from one pair of states at the same epoch: the committer's and an
  * existing member's. States are values, so each commit starts from the same base.
@@ -113,17 +128,7 @@ async function measure(
   profileAs: string | undefined,
 ): Promise<Row> {
   const tag = populated ? 'populated' : 'fresh';
-  const row: Row = {
-    members: n,
-    populated,
-    processAddMs: null,
-    processRemoveMs: null,
-    processUpdateMs: null,
-    joinMs: null,
-    welcomeBytes: null,
-    commitBytes: null,
-    stateBytes: null,
-  };
+  const row = emptyRow(n, populated);
   const errors: string[] = [];
   const step = async (name: string, f: () => Promise<void>) => {
     try {
@@ -351,18 +356,7 @@ async function main(): Promise<void> {
     } catch (e) {
       console.log(`${n}: FAILED ${describe(e)}`);
       for (const populated of [false, true]) {
-        results.push({
-          members: n,
-          populated,
-          processAddMs: null,
-          processRemoveMs: null,
-          processUpdateMs: null,
-          joinMs: null,
-          welcomeBytes: null,
-          commitBytes: null,
-          stateBytes: null,
-          error: `building the group: ${describe(e)}`,
-        });
+        results.push({ ...emptyRow(n, populated), error: `building the group: ${describe(e)}` });
       }
     }
   }

@@ -71,7 +71,16 @@ async function world(names: readonly string[]) {
     for (const x of peers.values()) if (x.device.group(SPACE) !== undefined) await follow(x.ctx(mailbox));
     for (const a of peers.values()) for (const b of peers.values()) if (a !== b) await syncOps(a, b);
   };
-  return { clock, mailbox, p, peers, admin, chat, invite, settle };
+  /** Each of `names` asks with `link`, the admin admits, and everyone catches up. */
+  const admitAll = async (names: readonly string[], link: InviteLink) => {
+    for (const n of names) {
+      await requestJoin(p(n).ctx(mailbox), link);
+      await admitWaiting(admin.ctx(mailbox));
+      await pollJoin(p(n).ctx(mailbox), SPACE);
+      await settle();
+    }
+  };
+  return { clock, mailbox, p, peers, admin, chat, invite, settle, admitAll };
 }
 
 /** The state a refusal must leave alone: the admitter's epoch, members and canonical state. */
@@ -327,12 +336,7 @@ describe('a commit without authority that reached the relay first', () => {
   it('does not block the Space: honest members refuse it, and the next honest commit goes in anyway', async () => {
     const w = await world(['alice', 'bob', 'mallory']);
     const { link } = await w.invite('alice');
-    for (const n of ['bob', 'mallory']) {
-      await requestJoin(w.p(n).ctx(w.mailbox), link);
-      await admitWaiting(w.admin.ctx(w.mailbox));
-      await pollJoin(w.p(n).ctx(w.mailbox), SPACE);
-      await w.settle();
-    }
+    await w.admitAll(['bob', 'mallory'], link);
     const mallory = w.p('mallory');
     // A modified client: the same keys, no policy of its own; it removes Bob and wins the relay.
     const rogue = SpaceGroup.decode(mallory.group.encode(), {
@@ -382,12 +386,7 @@ describe('rotation and re-proposal', () => {
   it('a removal that lost the fork choice is committed again on the winning epoch', async () => {
     const w = await world(['alice', 'bob', 'john']);
     const { link } = await w.invite('alice');
-    for (const n of ['bob', 'john']) {
-      await requestJoin(w.p(n).ctx(w.mailbox), link);
-      await admitWaiting(w.admin.ctx(w.mailbox));
-      await pollJoin(w.p(n).ctx(w.mailbox), SPACE);
-      await w.settle();
-    }
+    await w.admitAll(['bob', 'john'], link);
     await w.admin.write('AssignRole', { user: w.p('bob').identity.user, role: 'moderator' });
     await w.settle();
     // Bob removes John through another relay while Alice (an admin) commits an update through the first.
