@@ -342,7 +342,8 @@ async function main(): Promise<void> {
   console.log(
     `bench:mls — ts-mls ${impl}, ${os.cpus()[0]?.model ?? '?'} x${os.cpus().length}, Node ${process.version}`,
   );
-  const k = await kit(await loadMls(impl));
+  // Patched runs use the ciphersuite Conclave runs (synchronous hashes); stock runs ts-mls's own.
+  const k = await kit(await loadMls(impl), { syncHashes: impl === 'patched' });
   if (profileDir !== undefined) {
     mkdirSync(profileDir, { recursive: true });
     session?.connect();

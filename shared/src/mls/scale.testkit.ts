@@ -15,7 +15,7 @@ import type {
 import type * as TsMls from 'ts-mls';
 import { testEd25519 } from '../core/testkit.js';
 import { createIdentity } from '../protocol/identity.js';
-import { CIPHERSUITE, clientConfig, credentialOf } from './suite.js';
+import { CIPHERSUITE, clientConfig, credentialOf, withSyncHashes } from './suite.js';
 
 /** The ts-mls module surface we use; the stock alias has the same shape. */
 export type Mls = typeof TsMls;
@@ -37,8 +37,13 @@ export interface Kit {
   readonly config: ClientConfig;
 }
 
-export async function kit(mls: Mls): Promise<Kit> {
-  const cs = await mls.getCiphersuiteImpl(mls.getCiphersuiteFromName(CIPHERSUITE));
+/**
+ * The library with its ciphersuite: ts-mls's WebCrypto provider, or with `syncHashes` the one
+ * Conclave runs (SHA-256, HMAC and HKDF in JavaScript: `withSyncHashes`).
+ */
+export async function kit(mls: Mls, options: { syncHashes?: boolean } = {}): Promise<Kit> {
+  const base = await mls.getCiphersuiteImpl(mls.getCiphersuiteFromName(CIPHERSUITE));
+  const cs = options.syncHashes === true ? withSyncHashes(base) : base;
   return { mls, cs, config: clientConfig(testEd25519(), 4) };
 }
 

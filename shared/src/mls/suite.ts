@@ -14,6 +14,9 @@ import {
   getCiphersuiteFromName,
   getCiphersuiteImpl,
 } from 'ts-mls';
+import { expand as hkdfExpand, extract as hkdfExtract } from '@noble/hashes/hkdf.js';
+import { hmac } from '@noble/hashes/hmac.js';
+import { sha256 } from '@noble/hashes/sha2.js';
 import type { Ed25519 } from '../ports/crypto.js';
 import { decode, encode } from '../protocol/cbor.js';
 import type { DeviceId, UserId } from '../protocol/ids.js';
@@ -32,10 +35,40 @@ export const KEY_HISTORY_EXTENSION = 0xf0c1;
 
 let suite: Promise<CiphersuiteImpl> | undefined;
 
-/** The ciphersuite implementation (WebCrypto-backed), built once per process. */
+/**
+ * The ciphersuite implementation, built once per process: ts-mls's WebCrypto provider for
+ * HPKE, AES-GCM and signatures, with SHA-256, HMAC and HKDF done synchronously in JavaScript
+ * (noble). A commit at 1,000 members runs thousands of those on small inputs, where each
+ * WebCrypto call's key import and promise job cost more than the hashing itself; the bytes
+ * are the same (tested against the stock provider).
+ */
 export function ciphersuite(): Promise<CiphersuiteImpl> {
-  suite ??= getCiphersuiteImpl(getCiphersuiteFromName(CIPHERSUITE));
+  suite ??= getCiphersuiteImpl(getCiphersuiteFromName(CIPHERSUITE)).then(withSyncHashes);
   return suite;
+}
+
+/** `cs` with SHA-256, HMAC-SHA-256 and HKDF-SHA-256 computed in JavaScript. */
+export function withSyncHashes(cs: CiphersuiteImpl): CiphersuiteImpl {
+  return {
+    ...cs,
+    hash: {
+      digest: (data) => Promise.resolve(sha256(data)),
+      mac: (key, data) => Promise.resolve(hmac(sha256, key, data)),
+      verifyMac: (key, mac, data) => Promise.resolve(constantTimeEqual(hmac(sha256, key, data), mac)),
+    },
+    kdf: {
+      extract: (salt, ikm) => Promise.resolve(hkdfExtract(sha256, ikm, salt)),
+      expand: (prk, info, len) => Promise.resolve(hkdfExpand(sha256, prk, info, len)),
+      size: 32,
+    },
+  };
+}
+
+function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= (a[i] as number) ^ (b[i] as number);
+  return d === 0;
 }
 
 /** Who a leaf of the tree is: a device of a user, vouched for by the user's certificate. */
