@@ -4,9 +4,9 @@
  * `ts-mls-stock`. The last tests run both libraries in one group over random epochs: every
  * member, patched or stock, must derive the same epoch secrets and read each other's messages.
  *
- * The mlswg RFC 9420 test-vector files are not shipped in the ts-mls npm package (nor in any
- * other npm package), so the touched parts are checked against the stock implementation on
- * real trees instead: tree hashes, parent-hash verification and secret-tree keys.
+ * The touched parts are also checked against the stock implementation on real trees (tree
+ * hashes, parent-hash verification, secret-tree keys); the RFC 9420 passive-client test vectors,
+ * which exercise them end to end, run in `vectors.test.ts` on both libraries.
  */
 import type { ClientState, Hash, Kdf, Proposal, RatchetTree, SecretTree } from 'ts-mls';
 import { encode } from 'ts-mls/codec/tlsEncoder.js';
