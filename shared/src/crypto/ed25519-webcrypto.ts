@@ -1,6 +1,7 @@
 import type { Ed25519, SigningKey } from '../ports/crypto.js';
 import { KEY_BYTES, SIG_BYTES, bufferSource, bytesKey, concatBytes, fromHex } from '../protocol/ids.js';
 import { VERIFY_KEY_CACHE_ENTRIES } from '../protocol/limits.js';
+import { fromBase64Url } from '../protocol/base64url.js';
 
 /** DER prefix of a PKCS#8 PrivateKeyInfo for Ed25519 (RFC 8410); the 32-byte seed follows. */
 const PKCS8_PREFIX = fromHex('302e020100300506032b657004220420') ?? new Uint8Array(0);
@@ -131,25 +132,4 @@ export function webCryptoEd25519(subtle?: SubtleCrypto): Ed25519 {
       }
     },
   };
-}
-
-const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-
-/** Unpadded base64url (RFC 4648 §5) to bytes; `undefined` for any other character. */
-function fromBase64Url(text: string): Uint8Array | undefined {
-  const out = new Uint8Array(Math.floor((text.length * 6) / 8));
-  let acc = 0;
-  let bits = 0;
-  let o = 0;
-  for (const ch of text) {
-    const v = B64URL.indexOf(ch);
-    if (v < 0) return undefined;
-    acc = ((acc << 6) | v) & 0xffffff;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (acc >> bits) & 0xff;
-    }
-  }
-  return out;
 }

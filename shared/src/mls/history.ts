@@ -170,12 +170,7 @@ export class EpochHistory {
     if (this.keyOf(ref) === undefined) return 'unknown-epoch';
     const d = this.devices.get(bytesKey(device));
     if (d === undefined || !equalBytes(d.user, user)) return 'not-member';
-    for (let i = 0; i < d.spans.length; i += 2) {
-      const from = d.spans[i] as number;
-      const to = d.spans[i + 1] as number;
-      if (ref.epoch >= from && (to === OPEN || ref.epoch < to)) return 'member';
-    }
-    return 'not-member';
+    return this.spanAt(d, ref.epoch) ? 'member' : 'not-member';
   }
 
   /**

@@ -5,15 +5,14 @@ import { webRng } from '../ports/env.js';
 import {
   type InviteLink,
   formatInviteLink,
-  fromBase64Url,
   inviteMailbox,
   openJoinAnswer,
   openJoinRequest,
   parseInviteLink,
   sealJoinAnswer,
   sealJoinRequest,
-  toBase64Url,
 } from './invite.js';
+import { fromBase64Url, toBase64Url } from '../protocol/base64url.js';
 import { aead } from './mls.testkit.js';
 
 const link: InviteLink = {
