@@ -6,6 +6,9 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // libp2p 3 expects Node 22: a global WebSocket for dialing, and Promise.withResolvers.
+    execArgv: ['--experimental-websocket'],
+    setupFiles: ['scripts/node20.mjs'],
     reporters: ['default'],
   },
 });

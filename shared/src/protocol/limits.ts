@@ -91,3 +91,41 @@ export const MAX_HANDED_OUT_KEY_PACKAGES = 64;
 
 /** Limits for decoding a saved key history and membership history (our own CBOR, trusted size). */
 export const MAX_HISTORY_ENTRIES = 1_000_000;
+
+// --- Relay protocols (ARCHITECTURE.md sections 7 to 9) ---
+
+/**
+ * Bytes. The largest message a mailbox takes: an MLS Welcome carries the whole ratchet tree,
+ * about 400 bytes per member, so 4 MiB covers a Space of about 10,000 members.
+ */
+export const MAX_MAILBOX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/** Bytes. A blob chunk: 256 KiB of content plus the 16-byte AES-GCM tag (section 7). */
+export const MAX_BLOB_CHUNK_BYTES = 256 * 1024 + 16;
+
+/** Bytes. Framing around a payload in one relay-protocol frame (kind, ids, seqs, CBOR heads). */
+export const FRAME_OVERHEAD_BYTES = 256;
+
+/** Bytes. The largest relay-protocol frame either side decodes; longer length prefixes close the stream. */
+export const MAX_FRAME_BYTES = MAX_MAILBOX_MESSAGE_BYTES + FRAME_OVERHEAD_BYTES;
+
+/** Ids. The most `OpId`s one `/conclave/sync/1` request asks for (a page of missing deps). */
+export const MAX_SYNC_IDS = 256;
+
+/** Bytes. A sync answer or a mailbox read page stops adding messages past this size. */
+export const MAX_PAGE_BYTES = 1024 * 1024;
+
+/** Messages. The most messages one mailbox read page holds. */
+export const MAX_PAGE_MESSAGES = 1024;
+
+/**
+ * Messages. Credit a subscriber may grant at once: a relay never has more than this many
+ * pushed messages of one subscription unacknowledged, so a slow reader costs bounded memory.
+ */
+export const MAX_SUBSCRIPTION_CREDIT = 4096;
+
+/** Subscriptions. The most open subscriptions on one connection (a device in many Spaces). */
+export const MAX_SUBSCRIPTIONS_PER_SESSION = 1024;
+
+/** Requests. The most requests of one session awaiting an answer at a relay. */
+export const MAX_PENDING_REQUESTS = 1024;

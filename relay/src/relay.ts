@@ -1,0 +1,642 @@
+/**
+ * The relay process's core: libp2p (WebSockets, noise, yamux, identify, ping, circuit-relay-v2
+ * server, kad-dht server, gossipsub backbone), the three Conclave protocols over the durable
+ * store, replication to the relays closest to each key, and the HTTP health and metrics
+ * endpoints (ARCHITECTURE.md sections 8 to 10).
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { circuitRelayServer } from '@libp2p/circuit-relay-v2';
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
+import { gossipsub, StrictNoSign, TopicValidatorResult, type GossipSubEvents } from '@libp2p/gossipsub';
+import { identify } from '@libp2p/identify';
+import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface';
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { ping } from '@libp2p/ping';
+import { webSockets } from '@libp2p/websockets';
+import { createLibp2p } from 'libp2p';
+import { CID } from 'multiformats/cid';
+import * as Digest from 'multiformats/hashes/digest';
+import type { Logger } from 'pino';
+import { RelaySession } from '../../shared/src/net/session.js';
+import { type CborValue, decode, encode } from '../../shared/src/protocol/cbor.js';
+import { bytesKey, compareBytes, equalBytes, toHex } from '../../shared/src/protocol/ids.js';
+import { MAX_FRAME_BYTES, MAX_MAILBOX_MESSAGE_BYTES } from '../../shared/src/protocol/limits.js';
+import { decodeSealed } from '../../shared/src/protocol/seal.js';
+import { BLOB_PROTOCOL, MAILBOX_PROTOCOL, SYNC_PROTOCOL } from '../../shared/src/protocol/wire.js';
+import { SEAL_BUCKETS } from '../../shared/src/protocol/limits.js';
+import { sha256 } from '../../shared/src/crypto/sha256.js';
+import type { RelayConfig } from './config.js';
+import { PeerLimiter } from './limiter.js';
+import { relayMetrics } from './relay-metrics.js';
+import { Hub, ServerSession, type ServiceContext } from './service.js';
+import { RelayStore } from './store.js';
+
+/** The kad-dht protocol of Conclave relays: a network of its own, apart from the public IPFS DHT. */
+export const DHT_PROTOCOL = '/conclave/kad/1.0.0';
+/** Backbone gossip topics: one per mailbox address. */
+export const BACKBONE_PREFIX = '/conclave/backbone/1/';
+/** Milliseconds between two pulls of one address from the relays that provide it. */
+const PULL_INTERVAL_MS = 10_000;
+/** Milliseconds a DHT query may take before replication or a pull gives up on it. */
+const DHT_QUERY_MS = 5_000;
+/** Messages per page when a relay pulls a mailbox from another. */
+const PULL_PAGE = 512;
+/** Open streams per connection for each Conclave protocol (one session each is normal). */
+const STREAMS_PER_PROTOCOL = 8;
+
+export interface Relay {
+  readonly peerId: string;
+  readonly multiaddrs: string[];
+  /** `http://host:port` of the health and metrics server, if configured. */
+  readonly httpUrl: string | undefined;
+  readonly node: Libp2p;
+  readonly store: RelayStore;
+  /** Pulls `address` from the relays that provide it now (used on subscribe; exposed for tests). */
+  pull(address: Uint8Array): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** The relay's identity key, created on first start and kept in the data folder (mode 0600). */
+async function loadIdentity(dir: string): Promise<PrivateKey> {
+  const path = join(dir, 'identity.key');
+  try {
+    return privateKeyFromProtobuf(readFileSync(path));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const key = await generateKeyPair('Ed25519');
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, privateKeyToProtobuf(key), { mode: 0o600 });
+  const fd = openSync(tmp, 'r');
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, path);
+  return key;
+}
+
+/** The DHT key of an address or blob hash: a CID over its 32 bytes as a SHA-256 multihash. */
+export function keyCid(hash: Uint8Array): CID {
+  return CID.createV1(0x55, Digest.create(0x12, hash));
+}
+
+/** Kademlia distance of a peer to a key: XOR of SHA-256(peer id bytes) and SHA-256(key). */
+function distance(peer: PeerId, key: Uint8Array): Uint8Array {
+  const a = sha256(peer.toMultihash().bytes);
+  const b = sha256(key);
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) out[i] = (a[i] ?? 0) ^ (b[i] ?? 0);
+  return out;
+}
+
+/**
+ * Relay announcement records in the DHT: key `/conclave/<peer id>`, value CBOR
+ * `[peerId, [multiaddr…], timeMs, signature]`, signed by the relay's key over the first three.
+ */
+const RECORD_LIMITS = { maxBytes: 4096, maxArrayLength: 32, maxStringBytes: 1024, maxDepth: 2 };
+
+function announcementBody(peer: string, addrs: readonly string[], timeMs: number): Uint8Array {
+  return encode([peer, [...addrs], timeMs]);
+}
+
+async function validateAnnouncement(key: Uint8Array, value: Uint8Array): Promise<void> {
+  const v = decode(value, RECORD_LIMITS);
+  if (!Array.isArray(v) || v.length !== 4) throw new Error('announcement: expected 4 fields');
+  const [peer, addrs, timeMs, sig] = v as readonly CborValue[];
+  if (
+    typeof peer !== 'string' ||
+    !Array.isArray(addrs) ||
+    typeof timeMs !== 'number' ||
+    !(sig instanceof Uint8Array)
+  ) {
+    throw new Error('announcement: bad fields');
+  }
+  if (new TextDecoder().decode(key) !== `/conclave/${peer}`)
+    throw new Error('announcement: key does not name its peer');
+  const list = (addrs as readonly CborValue[]).map((a) => {
+    if (typeof a !== 'string') throw new Error('announcement: address');
+    return a;
+  });
+  const pub = peerIdFromString(peer).publicKey;
+  if (pub === undefined || !(await pub.verify(announcementBody(peer, list, timeMs), sig))) {
+    throw new Error('announcement: bad signature');
+  }
+}
+
+function selectAnnouncement(_key: Uint8Array, records: Uint8Array[]): number {
+  let best = 0;
+  let bestTime = -1;
+  records.forEach((r, i) => {
+    try {
+      const v = decode(r, RECORD_LIMITS);
+      const t = Array.isArray(v) ? (v as readonly CborValue[])[2] : undefined;
+      if (typeof t === 'number' && t > bestTime) {
+        bestTime = t;
+        best = i;
+      }
+    } catch {
+      // An undecodable record never wins.
+    }
+  });
+  return best;
+}
+
+/** A backbone message: `[address, message, commitEpoch | null]`, checked before it is accepted. */
+const GOSSIP_LIMITS = {
+  maxBytes: MAX_MAILBOX_MESSAGE_BYTES + 64,
+  maxArrayLength: 3,
+  maxStringBytes: MAX_MAILBOX_MESSAGE_BYTES,
+  maxDepth: 1,
+};
+
+export type GossipCheck =
+  | { ok: true; address: Uint8Array; message: Uint8Array; commitEpoch: number | undefined }
+  | { ok: false; reason: string };
+
+/** Validates a backbone gossip message received on `topic`. */
+export function checkGossip(topic: string, data: Uint8Array): GossipCheck {
+  let v: CborValue;
+  try {
+    v = decode(data, GOSSIP_LIMITS);
+  } catch (e) {
+    return { ok: false, reason: e instanceof Error ? e.message : 'undecodable' };
+  }
+  if (!Array.isArray(v) || v.length !== 3) return { ok: false, reason: 'expected [address, message, epoch]' };
+  const [address, message, epoch] = v as readonly CborValue[];
+  if (!(address instanceof Uint8Array) || address.length !== 32) return { ok: false, reason: 'address' };
+  if (!(message instanceof Uint8Array) || message.length === 0) return { ok: false, reason: 'message' };
+  if (epoch !== null && (typeof epoch !== 'number' || epoch < 0)) return { ok: false, reason: 'epoch' };
+  if (topic !== BACKBONE_PREFIX + toHex(address))
+    return { ok: false, reason: 'address does not match the topic' };
+  // A message of a padding bucket's length must be a well-formed sealed op of this topic.
+  if (SEAL_BUCKETS.includes(message.length)) {
+    try {
+      if (!equalBytes(decodeSealed(message).topic, address))
+        return { ok: false, reason: 'sealed op of another topic' };
+    } catch {
+      return { ok: false, reason: 'malformed sealed op' };
+    }
+  }
+  return { ok: true, address, message, commitEpoch: epoch ?? undefined };
+}
+
+export async function startRelay(config: RelayConfig, log: Logger): Promise<Relay> {
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const privateKey = await loadIdentity(config.dataDir);
+  const store = RelayStore.open(join(config.dataDir, 'store'), {
+    retentionMs: config.retentionMs,
+    maxMailboxBytes: config.maxMailboxBytes,
+    maxBlobBytesPerOwner: config.blobQuotaPerPeer,
+    maxBlobStoreBytes: config.blobStoreBytes,
+  });
+  const limiter = new PeerLimiter(config.rateRequestsPerSec, config.rateBytesPerSec);
+  const metrics = relayMetrics();
+
+  const node = await createLibp2p({
+    privateKey,
+    addresses: { listen: [...config.listen] },
+    transports: [webSockets()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: {
+      denyInboundEncryptedConnection: (peer: PeerId) => limiter.isPenalised(peer.toString()),
+    },
+    connectionManager: {
+      maxConnections: config.maxConnections,
+      // Hundreds of clients may share one IP (a NAT, a reverse proxy, a test machine).
+      inboundConnectionThreshold: Math.max(100, config.maxConnections),
+      maxIncomingPendingConnections: 1024,
+    },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      relay: circuitRelayServer({
+        reservations: {
+          maxReservations: config.maxReservations,
+          defaultDurationLimit: 2 * 60_000,
+          defaultDataLimit: BigInt(1 << 17),
+        },
+      }),
+      dht: kadDHT({
+        protocol: DHT_PROTOCOL,
+        clientMode: false,
+        peerInfoMapper: passthroughMapper,
+        validators: { conclave: validateAnnouncement },
+        selectors: { conclave: selectAnnouncement },
+        allowQueryWithZeroPeers: true,
+      }),
+      pubsub: gossipsub({
+        globalSignaturePolicy: StrictNoSign,
+        msgIdFn: (msg) => sha256(msg.data),
+        fastMsgIdFn: (msg) => toHex(sha256(msg.data ?? new Uint8Array(0))),
+        D: 6,
+        Dlo: 4,
+        Dhi: 12,
+        floodPublish: false,
+        allowPublishToZeroTopicPeers: true,
+        ignoreDuplicatePublishError: true,
+        maxInboundDataLength: MAX_FRAME_BYTES,
+        seenTTL: 5 * 60_000,
+        scoreParams: { IPColocationFactorWeight: 0 },
+      }),
+    },
+  });
+
+  const dht: KadDHT = node.services.dht;
+  const pubsub = node.services.pubsub;
+  const hub = new Hub();
+  const self = node.peerId;
+  let stopping = false;
+
+  const relayPeers = (): PeerId[] =>
+    node
+      .getConnections()
+      .map((c) => c.remotePeer)
+      .filter((p, i, all) => all.findIndex((q) => q.equals(p)) === i);
+  const isRelay = async (peer: PeerId): Promise<boolean> => {
+    try {
+      const p = await node.peerStore.get(peer);
+      return p.protocols.includes(DHT_PROTOCOL);
+    } catch {
+      return false;
+    }
+  };
+  const knownRelays = async (): Promise<PeerId[]> => {
+    const out: PeerId[] = [];
+    for (const p of relayPeers()) if (await isRelay(p)) out.push(p);
+    return out;
+  };
+  /** The `replicas` relays closest to `key`, this one included when it is among them. */
+  const closest = async (key: Uint8Array): Promise<PeerId[]> => {
+    const all = [self, ...(await knownRelays())];
+    return all
+      .map((p) => ({ p, d: distance(p, key) }))
+      .sort((a, b) => compareBytes(a.d, b.d))
+      .slice(0, config.replicas)
+      .map((x) => x.p);
+  };
+
+  const sessions = new Map<string, RelaySession>();
+  const sessionTo = (peer: PeerId): RelaySession => {
+    const k = peer.toString();
+    let s = sessions.get(k);
+    if (s === undefined || !s.open) {
+      s = new RelaySession(
+        k,
+        (protocol) => node.dialProtocol(peer, protocol),
+        { requestTimeoutMs: 10_000 },
+        () => {
+          if (sessions.get(k) === s) sessions.delete(k);
+        },
+      );
+      sessions.set(k, s);
+    }
+    return s;
+  };
+
+  const provided = new Set<string>();
+  const provide = (key: Uint8Array): void => {
+    const k = bytesKey(key);
+    if (provided.has(k)) return;
+    provided.add(k);
+    void (async () => {
+      try {
+        for await (const _ of dht.provide(keyCid(key), { signal: AbortSignal.timeout(DHT_QUERY_MS) })) {
+          // Drain the query's progress events.
+        }
+      } catch (e) {
+        provided.delete(k);
+        log.debug({ err: e instanceof Error ? e.message : String(e) }, 'provide failed');
+      }
+    })();
+  };
+  const providers = async (key: Uint8Array): Promise<PeerId[]> => {
+    const out: PeerId[] = [];
+    try {
+      for await (const ev of dht.findProviders(keyCid(key), { signal: AbortSignal.timeout(DHT_QUERY_MS) })) {
+        if (ev.name === 'PROVIDER') for (const p of ev.providers) if (!p.id.equals(self)) out.push(p.id);
+      }
+    } catch {
+      // A timeout ends the search with what was found.
+    }
+    return out;
+  };
+
+  const topics = new Set<string>();
+  const follow = (address: Uint8Array): void => {
+    const topic = BACKBONE_PREFIX + toHex(address);
+    if (topics.has(topic)) return;
+    topics.add(topic);
+    pubsub.topicValidators.set(topic, (peer, msg) => {
+      const c = checkGossip(msg.topic, msg.data);
+      if (c.ok) return TopicValidatorResult.Accept;
+      metrics.gossip.inc({ outcome: 'rejected' });
+      log.info({ peer: peer.toString(), reason: c.reason }, 'rejected a backbone message');
+      if (limiter.malformed(peer.toString())) penalise(peer.toString());
+      return TopicValidatorResult.Reject;
+    });
+    pubsub.subscribe(topic);
+  };
+
+  /** Stores a message that came from another relay: no soft-sequencing refusal, no re-copy. */
+  const storeReplica = async (
+    address: Uint8Array,
+    message: Uint8Array,
+    commitEpoch?: number,
+  ): Promise<boolean> => {
+    let out = await store.append(address, message, commitEpoch === undefined ? {} : { commitEpoch });
+    if (out.kind === 'refused') out = await store.append(address, message);
+    if (out.kind === 'appended' && !out.duplicate) {
+      hub.notify(address);
+      return true;
+    }
+    return false;
+  };
+
+  pubsub.addEventListener('message', (evt: GossipSubEvents['message']) => {
+    const msg = evt.detail;
+    if (!msg.topic.startsWith(BACKBONE_PREFIX)) return;
+    const c = checkGossip(msg.topic, msg.data);
+    if (!c.ok) return;
+    void storeReplica(c.address, c.message, c.commitEpoch).then(
+      (fresh) => {
+        metrics.gossip.inc({ outcome: fresh ? 'accepted' : 'duplicate', topic: msg.topic.slice(-64, -52) });
+        if (fresh) metrics.appends.inc({ kind: 'gossip' });
+      },
+      (e: unknown) => {
+        log.error({ err: e instanceof Error ? e.message : String(e) }, 'storing gossip failed');
+      },
+    );
+  });
+
+  const replicate = async (
+    address: Uint8Array,
+    message: Uint8Array,
+    commitEpoch: number | undefined,
+  ): Promise<void> => {
+    for (const peer of await closest(address)) {
+      if (peer.equals(self)) continue;
+      try {
+        // The mailbox session's `append` carries no replicate flag; replication frames go raw.
+        await sessionTo(peer).replicate(address, message, commitEpoch);
+        metrics.replications.inc({ outcome: 'ok' });
+      } catch (e) {
+        metrics.replications.inc({ outcome: 'failed' });
+        log.debug(
+          { peer: peer.toString(), err: e instanceof Error ? e.message : String(e) },
+          'replication failed',
+        );
+      }
+    }
+  };
+
+  const lastPull = new Map<string, number>();
+  const pullCursors = new Map<string, number>();
+  const pull = async (address: Uint8Array): Promise<number> => {
+    let pulled = 0;
+    const sources = new Map<string, PeerId>();
+    for (const p of [...(await closest(address)), ...(await providers(address))]) {
+      if (!p.equals(self)) sources.set(p.toString(), p);
+    }
+    for (const [id, peer] of sources) {
+      const cursorKey = `${id}/${bytesKey(address)}`;
+      try {
+        const s = sessionTo(peer);
+        for (let page = 0; page < 10_000; page++) {
+          const after = pullCursors.get(cursorKey) ?? 0;
+          const got = await s.read(address, after, PULL_PAGE);
+          for (const m of got.messages) if (await storeReplica(address, m.message)) pulled++;
+          const last = got.messages.at(-1);
+          if (last === undefined) break;
+          pullCursors.set(cursorKey, last.seq);
+          if (last.seq >= got.lastSeq) break;
+        }
+      } catch (e) {
+        log.debug({ peer: id, err: e instanceof Error ? e.message : String(e) }, 'pull failed');
+      }
+    }
+    return pulled;
+  };
+
+  const penalise = (peer: string): void => {
+    limiter.penalise(peer);
+    for (const c of node.getConnections()) {
+      if (c.remotePeer.toString() === peer) void c.close().catch(() => undefined);
+    }
+  };
+
+  const ctx: ServiceContext = {
+    store,
+    limiter,
+    metrics,
+    log,
+    hub,
+    appended(address, message, commitEpoch, replica) {
+      follow(address);
+      provide(address);
+      if (replica) return;
+      const data = encode([address, message, commitEpoch ?? null]);
+      void pubsub.publish(BACKBONE_PREFIX + toHex(address), data).then(
+        () => {
+          metrics.gossip.inc({ outcome: 'published' });
+        },
+        () => {
+          metrics.gossip.inc({ outcome: 'publish-failed' });
+        },
+      );
+      void replicate(address, message, commitEpoch);
+    },
+    async blobElsewhere(hash) {
+      for (const peer of [...(await closest(hash)), ...(await providers(hash))]) {
+        if (peer.equals(self)) continue;
+        try {
+          const bytes = await sessionTo(peer).getBlob(hash);
+          if (bytes === undefined) continue;
+          await store.putBlob(hash, bytes, `relay:${peer.toString()}`);
+          provide(hash);
+          return bytes;
+        } catch {
+          // Try the next relay.
+        }
+      }
+      return undefined;
+    },
+    interested(address) {
+      follow(address);
+      const k = bytesKey(address);
+      const now = Date.now();
+      if ((lastPull.get(k) ?? 0) + PULL_INTERVAL_MS > now) return;
+      lastPull.set(k, now);
+      void pull(address);
+    },
+    blobStored(hash, chunk, peer) {
+      blobStored(hash, chunk, peer);
+    },
+    penalise,
+    get stopping() {
+      return stopping;
+    },
+  };
+
+  const blobStored = (hash: Uint8Array, chunk: Uint8Array, fromPeer: string): void => {
+    provide(hash);
+    void (async () => {
+      const from = peerIdFromString(fromPeer);
+      if (await isRelay(from)) return;
+      for (const peer of await closest(hash)) {
+        if (peer.equals(self) || peer.equals(from)) continue;
+        try {
+          await sessionTo(peer).putBlob(hash, chunk);
+          metrics.replications.inc({ outcome: 'ok' });
+        } catch {
+          metrics.replications.inc({ outcome: 'failed' });
+        }
+      }
+    })();
+  };
+
+  for (const protocol of [MAILBOX_PROTOCOL, BLOB_PROTOCOL, SYNC_PROTOCOL]) {
+    await node.handle(
+      protocol,
+      (stream, connection) => {
+        new ServerSession(stream, connection.remotePeer.toString(), protocol, ctx);
+      },
+      {
+        maxInboundStreams: STREAMS_PER_PROTOCOL,
+        maxOutboundStreams: STREAMS_PER_PROTOCOL,
+        runOnLimitedConnection: false,
+      },
+    );
+  }
+
+  // Join the other relays: the DHT fills its routing table from these connections.
+  for (const addr of config.bootstrap) {
+    try {
+      const { multiaddr } = await import('@multiformats/multiaddr');
+      await node.dial(multiaddr(addr), { signal: AbortSignal.timeout(10_000) });
+    } catch (e) {
+      log.warn(
+        { bootstrap: addr, err: e instanceof Error ? e.message : String(e) },
+        'bootstrap relay unreachable',
+      );
+    }
+  }
+
+  const announce = async (): Promise<void> => {
+    const addrs = node.getMultiaddrs().map(String);
+    const timeMs = Date.now();
+    const body = announcementBody(self.toString(), addrs, timeMs);
+    const sig = await privateKey.sign(body);
+    const value = encode([self.toString(), addrs, timeMs, sig]);
+    try {
+      for await (const _ of dht.put(new TextEncoder().encode(`/conclave/${self.toString()}`), value, {
+        signal: AbortSignal.timeout(DHT_QUERY_MS),
+      })) {
+        // Drain progress events.
+      }
+    } catch (e) {
+      log.debug({ err: e instanceof Error ? e.message : String(e) }, 'announcement not stored');
+    }
+  };
+  void announce();
+  const announceTimer = setInterval(() => void announce(), 10 * 60_000);
+  const pruneTimer = setInterval(() => {
+    try {
+      const pruned = store.prune(Date.now());
+      if (pruned.messages > 0) log.info(pruned, 'pruned mailbox messages past retention');
+    } catch (e) {
+      log.error({ err: e instanceof Error ? e.message : String(e) }, 'prune failed');
+    }
+  }, 60_000);
+  announceTimer.unref();
+  pruneTimer.unref();
+
+  const registry = metrics.registry;
+  registry.gauge(
+    'conclave_relay_connections',
+    'Open libp2p connections.',
+    () => node.getConnections().length,
+  );
+  registry.gauge(
+    'conclave_relay_reservations',
+    'Circuit-relay reservations held.',
+    () => node.services.relay.reservations.size,
+  );
+  registry.gauge('conclave_relay_subscriptions', 'Open mailbox subscriptions.', () => hub.count);
+  registry.gauge('conclave_relay_topics', 'Mailbox addresses with a subscriber here.', () => hub.topics);
+  registry.gauge(
+    'conclave_relay_backbone_topics',
+    'Backbone gossip topics this relay follows.',
+    () => topics.size,
+  );
+  registry.gauge('conclave_relay_stored_messages', 'Mailbox messages on disk.', () => store.stats().messages);
+  registry.gauge(
+    'conclave_relay_stored_blob_bytes',
+    'Blob chunk bytes on disk.',
+    () => store.stats().blobBytes,
+  );
+
+  let server: Server | undefined;
+  let httpUrl: string | undefined;
+  if (config.http !== undefined) {
+    const started = Date.now();
+    server = createServer((req, res) => {
+      if (req.url === '/healthz') {
+        res.writeHead(stopping ? 503 : 200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            status: stopping ? 'stopping' : 'ok',
+            peerId: self.toString(),
+            connections: node.getConnections().length,
+            uptimeSec: Math.round((Date.now() - started) / 1000),
+          }),
+        );
+      } else if (req.url === '/metrics') {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+        res.end(registry.render());
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not found\n');
+      }
+    });
+    const { host, port } = config.http;
+    await new Promise<void>((resolve, reject) => {
+      server?.once('error', reject);
+      server?.listen(port, host, () => {
+        resolve();
+      });
+    });
+    const a = server.address() as AddressInfo;
+    httpUrl = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+
+  return {
+    peerId: self.toString(),
+    multiaddrs: node.getMultiaddrs().map(String),
+    httpUrl,
+    node,
+    store,
+    pull,
+    async stop() {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(announceTimer);
+      clearInterval(pruneTimer);
+      await new Promise<void>((resolve) => {
+        if (server === undefined) resolve();
+        else
+          server.close(() => {
+            resolve();
+          });
+      });
+      for (const s of sessions.values()) await s.close();
+      await node.stop();
+      store.close();
+    },
+  };
+}

@@ -1,0 +1,405 @@
+/**
+ * The relay's side of the three protocols: one `ServerSession` per inbound stream, answering
+ * requests by id (shared/src/protocol/wire.ts). Subscriptions are cursors over the on-disk
+ * mailbox with credit from the subscriber: the relay reads a page from disk only when the
+ * subscriber can take it, so a slow reader costs a cursor, not a growing buffer.
+ */
+import type { Stream } from '@libp2p/interface';
+import type { Logger } from 'pino';
+import { frameChannel, type FrameChannel } from '../../shared/src/net/frames.js';
+import { bytesKey, toHex } from '../../shared/src/protocol/ids.js';
+import {
+  MAX_FRAME_BYTES,
+  MAX_PAGE_BYTES,
+  MAX_PENDING_REQUESTS,
+  MAX_SUBSCRIPTION_CREDIT,
+  MAX_SUBSCRIPTIONS_PER_SESSION,
+} from '../../shared/src/protocol/limits.js';
+import {
+  type Answer,
+  type Request,
+  type RequestId,
+  Status,
+  type StatusName,
+  WireError,
+  decodeRequest,
+  encodeAnswer,
+  protocolOf,
+  statusName,
+} from '../../shared/src/protocol/wire.js';
+import type { PeerLimiter } from './limiter.js';
+import type { RelayMetrics } from './relay-metrics.js';
+import type { RelayStore } from './store.js';
+
+/** Messages read from disk per page while pushing to a subscriber. */
+const PUSH_PAGE_MESSAGES = 64;
+/** Bytes read from disk per page while pushing. */
+const PUSH_PAGE_BYTES = 256 * 1024;
+/** Milliseconds a subscriber's connection may refuse more bytes before it is dropped. */
+export const SLOW_SUBSCRIBER_MS = 30_000;
+
+export interface ServiceContext {
+  readonly store: RelayStore;
+  readonly limiter: PeerLimiter;
+  readonly metrics: RelayMetrics;
+  readonly log: Logger;
+  readonly hub: Hub;
+  /** After a new message was made durable here (not a duplicate): push, gossip, replicate. */
+  appended(address: Uint8Array, message: Uint8Array, commitEpoch: number | undefined, replica: boolean): void;
+  /** A chunk this relay lacks, from the relays that provide it; undefined if none has it. */
+  blobElsewhere(hash: Uint8Array): Promise<Uint8Array | undefined>;
+  /** A new blob chunk was stored from `peer`: announce it and copy it to the replica relays. */
+  blobStored(hash: Uint8Array, chunk: Uint8Array, peer: string): void;
+  /** A client subscribed to `address` here: follow it on the backbone and pull what others hold. */
+  interested(address: Uint8Array): void;
+  /** A peer was penalised: close its connections. */
+  penalise(peer: string): void;
+  readonly stopping: boolean;
+}
+
+/** Subscribers by address, so an append wakes the subscriptions of its mailbox. */
+export class Hub {
+  private readonly subs = new Map<string, Set<ServerSubscription>>();
+
+  add(s: ServerSubscription): void {
+    let set = this.subs.get(s.key);
+    if (set === undefined) this.subs.set(s.key, (set = new Set()));
+    set.add(s);
+  }
+
+  remove(s: ServerSubscription): void {
+    const set = this.subs.get(s.key);
+    if (set === undefined) return;
+    set.delete(s);
+    if (set.size === 0) this.subs.delete(s.key);
+  }
+
+  notify(address: Uint8Array): void {
+    const set = this.subs.get(bytesKey(address));
+    if (set === undefined) return;
+    for (const s of set) s.pump();
+  }
+
+  get count(): number {
+    let n = 0;
+    for (const set of this.subs.values()) n += set.size;
+    return n;
+  }
+
+  get topics(): number {
+    return this.subs.size;
+  }
+}
+
+export class ServerSubscription {
+  readonly key: string;
+  private pumping = false;
+  private again = false;
+  private liveSent = false;
+  ended = false;
+
+  constructor(
+    readonly id: RequestId,
+    readonly address: Uint8Array,
+    private cursor: number,
+    private credit: number,
+    private readonly session: ServerSession,
+  ) {
+    this.key = bytesKey(address);
+  }
+
+  /** Read through a method: `ended` changes while `run` awaits. */
+  isEnded(): boolean {
+    return this.ended;
+  }
+
+  addCredit(n: number): void {
+    this.credit = Math.min(MAX_SUBSCRIPTION_CREDIT, this.credit + n);
+    this.pump();
+  }
+
+  /** Sends what the subscriber can take, from disk; re-runs if woken meanwhile. */
+  pump(): void {
+    if (this.ended) return;
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = true;
+    void this.run().finally(() => {
+      this.pumping = false;
+    });
+  }
+
+  private async run(): Promise<void> {
+    const { store } = this.session.ctx;
+    do {
+      this.again = false;
+      while (!this.ended && this.credit > 0) {
+        if (!(await this.session.writable())) {
+          this.session.endSubscription(this, 'slowSubscriber');
+          return;
+        }
+        if (this.isEnded()) return;
+        const page = store.readAfter(
+          this.address,
+          this.cursor,
+          Math.min(this.credit, PUSH_PAGE_MESSAGES),
+          PUSH_PAGE_BYTES,
+        );
+        if (page.length === 0) {
+          if (!this.liveSent) {
+            this.liveSent = true;
+            this.session.answer({ kind: 'live', id: this.id, lastSeq: store.lastSeq(this.address) });
+          }
+          break;
+        }
+        for (const m of page) {
+          this.session.answer({ kind: 'message', id: this.id, seq: m.seq, message: m.message });
+          this.cursor = m.seq;
+          this.credit--;
+        }
+        this.session.ctx.metrics.pushes.inc({}, page.length);
+      }
+    } while (this.again && !this.isEnded());
+  }
+}
+
+function isRelayProtocol(p: string): boolean {
+  return p.startsWith('/conclave/');
+}
+
+export class ServerSession {
+  private readonly channel: FrameChannel;
+  private readonly subs = new Map<RequestId, ServerSubscription>();
+  private pending = 0;
+  private closed = false;
+
+  constructor(
+    stream: Stream,
+    readonly peer: string,
+    readonly protocol: string,
+    readonly ctx: ServiceContext,
+  ) {
+    this.channel = frameChannel(stream, MAX_FRAME_BYTES, {
+      onFrame: (frame) => {
+        this.onFrame(frame);
+      },
+      onClose: (reason) => {
+        this.onClose(reason);
+      },
+    });
+    if (!isRelayProtocol(protocol)) this.channel.abort('unknown protocol');
+  }
+
+  answer(a: Answer): void {
+    if (this.closed) return;
+    this.channel.send(encodeAnswer(a));
+  }
+
+  /** Waits until the connection takes more bytes; false if it stayed full too long or closed. */
+  async writable(): Promise<boolean> {
+    if (this.closed) return false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([
+        this.channel.drained().then(
+          () => !this.closed,
+          () => false,
+        ),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => {
+            resolve(false);
+          }, SLOW_SUBSCRIBER_MS);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private refuse(id: RequestId, status: StatusName): void {
+    this.ctx.metrics.refusals.inc({ reason: status });
+    this.answer({ kind: 'refused', id, status: Status[status] });
+  }
+
+  endSubscription(s: ServerSubscription, status: StatusName): void {
+    if (s.ended) return;
+    s.ended = true;
+    this.subs.delete(s.id);
+    this.ctx.hub.remove(s);
+    this.ctx.metrics.refusals.inc({ reason: status });
+    this.answer({ kind: 'ended', id: s.id, status: Status[status] });
+  }
+
+  private onFrame(frame: Uint8Array): void {
+    const { ctx } = this;
+    let r: Request;
+    try {
+      r = decodeRequest(frame);
+    } catch (e) {
+      if (!(e instanceof WireError)) throw e;
+      ctx.log.debug({ peer: this.peer, code: e.code }, 'refused a malformed frame');
+      if (e.id !== undefined) this.refuse(e.id, e.code === 'too-large' ? 'tooLarge' : 'malformed');
+      else ctx.metrics.refusals.inc({ reason: 'malformed' });
+      if (ctx.limiter.malformed(this.peer)) {
+        ctx.log.warn({ peer: this.peer }, 'penalised a peer for malformed frames');
+        ctx.penalise(this.peer);
+      }
+      return;
+    }
+    if (protocolOf(r) !== this.protocol) {
+      this.refuse(r.id, 'malformed');
+      if (ctx.limiter.malformed(this.peer)) ctx.penalise(this.peer);
+      return;
+    }
+    if (r.kind === 'credit' || r.kind === 'unsubscribe') {
+      this.control(r);
+      return;
+    }
+    if (ctx.stopping) {
+      this.refuse(r.id, 'shuttingDown');
+      return;
+    }
+    if (ctx.limiter.admit(this.peer, frame.length) === 'rate-limited') {
+      this.refuse(r.id, 'rateLimited');
+      return;
+    }
+    if (this.pending >= MAX_PENDING_REQUESTS) {
+      this.refuse(r.id, 'tooMany');
+      return;
+    }
+    this.pending++;
+    void this.handle(r)
+      .catch((e: unknown) => {
+        ctx.log.error(
+          { peer: this.peer, kind: r.kind, err: e instanceof Error ? e.message : String(e) },
+          'request failed',
+        );
+        this.refuse(r.id, 'internal');
+      })
+      .finally(() => {
+        this.pending--;
+      });
+  }
+
+  private control(r: Request): void {
+    const s = this.subs.get(r.id);
+    if (s === undefined) return;
+    if (r.kind === 'credit') s.addCredit(r.n);
+    else if (r.kind === 'unsubscribe') {
+      s.ended = true;
+      this.subs.delete(r.id);
+      this.ctx.hub.remove(s);
+    }
+  }
+
+  private async handle(r: Request): Promise<void> {
+    const { ctx } = this;
+    switch (r.kind) {
+      case 'append':
+      case 'replicate': {
+        const replica = r.kind === 'replicate';
+        const options = r.commitEpoch === undefined ? {} : { commitEpoch: r.commitEpoch };
+        let out = await ctx.store.append(r.address, r.message, options);
+        if (out.kind === 'refused' && replica) {
+          // A replica keeps every commit: soft sequencing is for what this relay acknowledges
+          // to committers, and members must see a competing commit to settle a fork (section 6.3).
+          out = await ctx.store.append(r.address, r.message);
+        }
+        if (out.kind === 'refused') {
+          this.refuse(r.id, 'epochTaken');
+          return;
+        }
+        ctx.metrics.appends.inc({ kind: r.kind });
+        this.answer({ kind: 'ack', id: r.id, seq: out.seq });
+        if (!out.duplicate) {
+          ctx.metrics.appendBytes.inc({}, r.message.length);
+          ctx.hub.notify(r.address);
+          ctx.appended(r.address, r.message, r.commitEpoch, replica);
+        }
+        return;
+      }
+      case 'subscribe': {
+        if (this.subs.size >= MAX_SUBSCRIPTIONS_PER_SESSION || this.subs.has(r.id)) {
+          this.refuse(r.id, this.subs.has(r.id) ? 'duplicateId' : 'tooMany');
+          return;
+        }
+        const s = new ServerSubscription(r.id, r.address, r.afterSeq, r.credit, this);
+        this.subs.set(r.id, s);
+        ctx.hub.add(s);
+        ctx.interested(r.address);
+        s.pump();
+        return;
+      }
+      case 'read': {
+        const messages = ctx.store.readAfter(r.address, r.afterSeq, r.limit, MAX_PAGE_BYTES);
+        this.answer({ kind: 'page', id: r.id, messages, lastSeq: ctx.store.lastSeq(r.address) });
+        return;
+      }
+      case 'blobPut': {
+        const out = await ctx.store.putBlob(r.hash, r.chunk, this.peer);
+        if (out.kind === 'refused') {
+          this.refuse(r.id, out.reason === 'hash-mismatch' ? 'hashMismatch' : 'quota');
+          return;
+        }
+        if (out.kind === 'stored') {
+          ctx.metrics.blobBytes.inc({ direction: 'in' }, r.chunk.length);
+          ctx.blobStored(r.hash, r.chunk, this.peer);
+        }
+        this.answer({ kind: 'ok', id: r.id });
+        return;
+      }
+      case 'blobGet': {
+        const bytes = ctx.store.getBlob(r.hash) ?? (await ctx.blobElsewhere(r.hash));
+        if (bytes === undefined) {
+          this.refuse(r.id, 'notFound');
+          return;
+        }
+        ctx.metrics.blobBytes.inc({ direction: 'out' }, bytes.length);
+        this.answer({ kind: 'chunk', id: r.id, bytes });
+        return;
+      }
+      case 'fetch': {
+        const sealed: Uint8Array[] = [];
+        let size = 0;
+        for (const id of r.opIds) {
+          const m = ctx.store.getByHash(id);
+          if (m === undefined) continue;
+          if (size + m.length > MAX_PAGE_BYTES && sealed.length > 0) break;
+          sealed.push(m);
+          size += m.length;
+        }
+        this.answer({ kind: 'ops', id: r.id, sealed });
+        return;
+      }
+      case 'credit':
+      case 'unsubscribe':
+        this.control(r);
+        return;
+    }
+  }
+
+  private onClose(reason: string | undefined): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of this.subs.values()) {
+      s.ended = true;
+      this.ctx.hub.remove(s);
+    }
+    this.subs.clear();
+    if (reason !== undefined)
+      this.ctx.log.debug({ peer: this.peer, protocol: this.protocol, reason }, 'stream closed');
+  }
+
+  close(): void {
+    void this.channel.close();
+  }
+}
+
+/** For logs: a short, payload-free name of an address. */
+export function addressTag(address: Uint8Array): string {
+  return toHex(address.subarray(0, 6));
+}
+
+export { statusName };

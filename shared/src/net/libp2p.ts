@@ -1,0 +1,66 @@
+/**
+ * The libp2p implementation of the network port, for every host: a client node that dials
+ * relays over WebSockets (relay-only: no listener, so peers never learn each other's
+ * addresses; ARCHITECTURE.md section 9) and opens `RelaySession`s on them. The same code runs in
+ * Node (CLI, tests; Node 20 needs `--experimental-websocket` and the `Promise.withResolvers`
+ * polyfill) and in the browser worker.
+ */
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { identify } from '@libp2p/identify';
+import type { Libp2p } from '@libp2p/interface';
+import { ping } from '@libp2p/ping';
+import { webSockets } from '@libp2p/websockets';
+import { multiaddr } from '@multiformats/multiaddr';
+import { createLibp2p } from 'libp2p';
+import { NetworkError, type RelayConnector, type RelayLink } from '../ports/network.js';
+import { RelaySession, type SessionOptions } from './session.js';
+
+export interface ClientNodeOptions extends SessionOptions {
+  /** Milliseconds to wait for a relay to answer a dial. */
+  readonly dialTimeoutMs?: number;
+}
+
+/** A started libp2p client node and the connector over it. */
+export async function libp2pConnector(
+  options: ClientNodeOptions = {},
+): Promise<RelayConnector & { node: Libp2p }> {
+  const node = await createLibp2p({
+    addresses: { listen: [] },
+    transports: [webSockets()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: { identify: identify(), ping: ping() },
+    connectionManager: { dialTimeout: options.dialTimeoutMs ?? 10_000 },
+  });
+  return connectorOver(node, options);
+}
+
+/** A connector over an existing node (a host that runs more services on it). */
+export function connectorOver(node: Libp2p, options: SessionOptions = {}): RelayConnector & { node: Libp2p } {
+  return {
+    node,
+    async connect(relayAddress: string): Promise<RelayLink> {
+      let ma;
+      try {
+        ma = multiaddr(relayAddress);
+      } catch (e) {
+        throw new NetworkError('unreachable', `not a multiaddr: ${relayAddress}`, undefined, { cause: e });
+      }
+      const peer = ma.getComponents().find((c) => c.name === 'p2p')?.value;
+      if (peer === undefined) {
+        throw new NetworkError('unreachable', `relay address needs /p2p/<peer id>: ${relayAddress}`);
+      }
+      const session = new RelaySession(
+        peer,
+        (protocol) => node.dialProtocol(ma, protocol, { runOnLimitedConnection: false }),
+        options,
+      );
+      await session.start();
+      return session;
+    },
+    async stop() {
+      await node.stop();
+    },
+  };
+}
