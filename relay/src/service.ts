@@ -108,6 +108,11 @@ export class ServerSubscription {
     this.key = bytesKey(address);
   }
 
+  /** Read through a method: `pump` sets it while `run` awaits. */
+  private wokenAgain(): boolean {
+    return this.again;
+  }
+
   /** Read through a method: `ended` changes while `run` awaits. */
   isEnded(): boolean {
     return this.ended;
@@ -161,7 +166,7 @@ export class ServerSubscription {
         }
         this.session.ctx.metrics.pushes.inc({}, page.length);
       }
-    } while (this.again && !this.isEnded());
+    } while (this.wokenAgain() && !this.isEnded());
   }
 }
 
