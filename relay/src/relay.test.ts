@@ -25,7 +25,9 @@ function indexOf(m: Uint8Array): number {
 function collect(link: RelayLink, addr: Uint8Array, n: number, after = 0): Promise<Uint8Array[]> {
   const got: Uint8Array[] = [];
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error(`only ${got.length} of ${n} arrived`)); }, 60_000);
+    const timer = setTimeout(() => {
+      reject(new Error(`only ${got.length} of ${n} arrived`));
+    }, 60_000);
     const sub = link.subscribe(addr, after, {
       onMessage(_seq, m) {
         got.push(m);

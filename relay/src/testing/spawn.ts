@@ -27,8 +27,8 @@ export interface SpawnedRelay {
 }
 
 export interface SpawnOptions {
-  readonly dataDir?: string;
-  readonly port?: number;
+  readonly dataDir?: string | undefined;
+  readonly port?: number | undefined;
   readonly bootstrap?: readonly string[];
   readonly args?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
@@ -72,12 +72,18 @@ export async function spawnRelay(options: SpawnOptions = {}): Promise<SpawnedRel
   createInterface({ input: child.stderr }).on('line', (l) => {
     if (logs.length < 10_000) logs.push(l);
   });
-  const exited = new Promise<number | null>((res) => child.once('exit', (code) => { res(code); }));
+  const exited = new Promise<number | null>((res) =>
+    child.once('exit', (code) => {
+      res(code);
+    }),
+  );
   const lines = createInterface({ input: child.stdout });
   let multiaddr = '';
   let httpUrl = '';
   await new Promise<void>((res, rej) => {
-    const timer = setTimeout(() => { rej(new Error(`relay did not start:\n${logs.join('\n')}`)); }, 30_000);
+    const timer = setTimeout(() => {
+      rej(new Error(`relay did not start:\n${logs.join('\n')}`));
+    }, 30_000);
     lines.on('line', (l) => {
       if (l.startsWith('listening ')) multiaddr ||= l.slice('listening '.length);
       else if (l.startsWith('http ')) httpUrl = l.slice('http '.length);
