@@ -249,7 +249,7 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
 
   const dht: KadDHT = node.services.dht;
   const pubsub = node.services.pubsub;
-  const hub = new Hub();
+  const hub = new Hub(store);
   const self = node.peerId;
   let stopping = false;
 
@@ -352,7 +352,7 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
     let out = await store.append(address, message, commitEpoch === undefined ? {} : { commitEpoch });
     if (out.kind === 'refused') out = await store.append(address, message);
     if (out.kind === 'appended' && !out.duplicate) {
-      hub.notify(address);
+      hub.appended(address, out.seq, message);
       return true;
     }
     return false;

@@ -29,7 +29,7 @@ import {
 } from '../../shared/src/protocol/wire.js';
 import type { PeerLimiter } from './limiter.js';
 import type { RelayMetrics } from './relay-metrics.js';
-import type { RelayStore } from './store.js';
+import type { RelayStore, StoredMessage } from './store.js';
 
 /** Messages read from disk per page while pushing to a subscriber. */
 const PUSH_PAGE_MESSAGES = 64;
@@ -57,9 +57,27 @@ export interface ServiceContext {
   readonly stopping: boolean;
 }
 
-/** Subscribers by address, so an append wakes the subscriptions of its mailbox. */
+/** Messages of one address kept in memory for its live subscribers: most recent last. */
+interface Recent {
+  firstSeq: number;
+  readonly messages: Uint8Array[];
+  bytes: number;
+}
+
+/** Messages and bytes of recent appends kept per followed address (memory bound; older reads go to disk). */
+const RECENT_MESSAGES = 1024;
+const RECENT_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Subscribers by address, so an append wakes the subscriptions of its mailbox, and the latest
+ * messages of each subscribed address in memory: a live append is pushed to every subscriber
+ * from here instead of one disk read per subscriber.
+ */
 export class Hub {
   private readonly subs = new Map<string, Set<ServerSubscription>>();
+  private readonly recent = new Map<string, Recent>();
+
+  constructor(private readonly store: RelayStore) {}
 
   add(s: ServerSubscription): void {
     let set = this.subs.get(s.key);
@@ -71,13 +89,47 @@ export class Hub {
     const set = this.subs.get(s.key);
     if (set === undefined) return;
     set.delete(s);
-    if (set.size === 0) this.subs.delete(s.key);
+    if (set.size === 0) {
+      this.subs.delete(s.key);
+      this.recent.delete(s.key);
+    }
   }
 
-  notify(address: Uint8Array): void {
-    const set = this.subs.get(bytesKey(address));
+  /** A new message is durable at `seq`: remember it for subscribers and wake them. */
+  appended(address: Uint8Array, seq: number, message: Uint8Array): void {
+    const key = bytesKey(address);
+    const set = this.subs.get(key);
     if (set === undefined) return;
+    let r = this.recent.get(key);
+    if (r === undefined || r.firstSeq + r.messages.length !== seq) {
+      r = { firstSeq: seq, messages: [], bytes: 0 };
+      this.recent.set(key, r);
+    }
+    // A copy: `message` may be a view into a larger network buffer that should not stay alive.
+    r.messages.push(message.slice());
+    r.bytes += message.length;
+    while (r.messages.length > RECENT_MESSAGES || (r.bytes > RECENT_BYTES && r.messages.length > 1)) {
+      r.bytes -= r.messages.shift()?.length ?? 0;
+      r.firstSeq++;
+    }
     for (const s of set) s.pump();
+  }
+
+  /** Messages after `cursor`, from memory when they are all there, else from disk. */
+  readAfter(address: Uint8Array, key: string, cursor: number, limit: number, maxBytes: number): StoredMessage[] {
+    const r = this.recent.get(key);
+    if (r !== undefined && cursor >= r.firstSeq - 1) {
+      const out: StoredMessage[] = [];
+      let size = 0;
+      for (let i = cursor + 1 - r.firstSeq; i < r.messages.length && out.length < limit; i++) {
+        const message = r.messages[i] as Uint8Array;
+        if (out.length > 0 && size + message.length > maxBytes) break;
+        out.push({ seq: r.firstSeq + i, message });
+        size += message.length;
+      }
+      if (out.length > 0 || cursor >= this.store.lastSeq(address)) return out;
+    }
+    return this.store.readAfter(address, cursor, limit, maxBytes);
   }
 
   get count(): number {
@@ -137,7 +189,7 @@ export class ServerSubscription {
   }
 
   private async run(): Promise<void> {
-    const { store } = this.session.ctx;
+    const { store, hub } = this.session.ctx;
     do {
       this.again = false;
       while (!this.ended && this.credit > 0) {
@@ -146,8 +198,9 @@ export class ServerSubscription {
           return;
         }
         if (this.isEnded()) return;
-        const page = store.readAfter(
+        const page = hub.readAfter(
           this.address,
+          this.key,
           this.cursor,
           Math.min(this.credit, PUSH_PAGE_MESSAGES),
           PUSH_PAGE_BYTES,
@@ -320,7 +373,7 @@ export class ServerSession {
         this.answer({ kind: 'ack', id: r.id, seq: out.seq });
         if (!out.duplicate) {
           ctx.metrics.appendBytes.inc({}, r.message.length);
-          ctx.hub.notify(r.address);
+          ctx.hub.appended(r.address, out.seq, r.message);
           ctx.appended(r.address, r.message, r.commitEpoch, replica);
         }
         return;

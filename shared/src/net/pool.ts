@@ -79,6 +79,13 @@ export interface FollowHandler {
   /** Every connected relay has delivered its backlog: from now on messages are live. Again after each reconnect. */
   onCaughtUp?(): void;
   onError?(error: unknown): void;
+  /**
+   * Messages. A handler that resolves before its message is durable (it pipelines, keeping up
+   * to this many in flight) sets this: the first subscription to each relay after the pool
+   * starts goes back this many seqs before the saved cursor, so a crash loses nothing that
+   * was still in flight. Those messages come again; the handler must ignore duplicates.
+   */
+  readonly replay?: number;
 }
 
 export interface Follow {
@@ -146,6 +153,8 @@ interface Followed {
   /** Resubscriptions after a handler failure or an ended subscription, per relay. */
   readonly retries: Map<Relay, number>;
   readonly timers: Set<() => void>;
+  /** Relays this follow subscribed to before (the replay applies once per relay). */
+  readonly replayed: Set<string>;
   /** The handler's calls, one at a time. */
   queue: Promise<unknown>;
   live: boolean;
@@ -378,6 +387,7 @@ export class RelayPool implements Mailbox {
       feeds: new Map(),
       retries: new Map(),
       timers: new Set(),
+      replayed: new Set(),
       queue: Promise.resolve(),
       live: false,
       closed: false,
@@ -715,6 +725,11 @@ export class RelayPool implements Mailbox {
       return;
     }
     if (!this.needsFeed(f, r, link)) return;
+    const replay = f.handler.replay ?? 0;
+    if (replay > 0 && !f.replayed.has(link.relay)) {
+      f.replayed.add(link.relay);
+      cursor.value = Math.max(0, cursor.value - replay);
+    }
     const feed: Feed = {
       relay: r,
       link,
