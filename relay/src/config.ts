@@ -38,6 +38,11 @@ export interface RelayConfig {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Folder of the built web app to serve over HTTP, if any. */
   readonly webRoot: string | undefined;
+  /**
+   * Backbone gossip signatures: `none` (StrictNoSign, content-addressed ids: the default, see
+   * ARCHITECTURE.md section 8) or `strict` (each message signed by the relay; kept to measure).
+   */
+  readonly backboneSigning: 'none' | 'strict';
 }
 
 export type ConfigErrorCode = 'unknown-flag' | 'missing-value' | 'bad-value' | 'bad-file';
@@ -81,6 +86,7 @@ const FLAGS = {
   'max-reservations': { env: 'CONCLAVE_RELAY_MAX_RESERVATIONS', help: 'circuit reservations at most' },
   'log-level': { env: 'CONCLAVE_RELAY_LOG_LEVEL', help: 'fatal|error|warn|info|debug|trace|silent' },
   'web-root': { env: 'CONCLAVE_RELAY_WEB_ROOT', help: 'folder of the built web app to serve' },
+  'backbone-signing': { env: 'CONCLAVE_RELAY_BACKBONE_SIGNING', help: 'none (default) or strict' },
   config: { env: 'CONCLAVE_RELAY_CONFIG', help: 'JSON file with any of these settings (flag names as keys)' },
 } as const satisfies Record<string, FlagSpec>;
 
@@ -155,6 +161,12 @@ function hostPort(flag: string, v: string): { host: string; port: number } {
   if (m?.[1] === undefined || m[2] === undefined)
     throw new ConfigError('bad-value', `--${flag}: expected host:port: ${v}`);
   return { host: m[1].replace(/^\[|\]$/g, ''), port: integer(flag, m[2], 0, 65535) };
+}
+
+function signing(v: string): 'none' | 'strict' {
+  if (v !== 'none' && v !== 'strict')
+    throw new ConfigError('bad-value', `--backbone-signing: none or strict: ${v}`);
+  return v;
 }
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -244,12 +256,13 @@ export function parseConfig(
     maxMailboxBytes: bytes('max-mailbox-bytes', one('max-mailbox-bytes') ?? '256MiB'),
     blobQuotaPerPeer: bytes('blob-quota', one('blob-quota') ?? '1GiB'),
     blobStoreBytes: bytes('blob-store', one('blob-store') ?? '20GiB'),
-    rateRequestsPerSec: integer('rate-requests', one('rate-requests') ?? '2000', 1, 1_000_000),
+    rateRequestsPerSec: integer('rate-requests', one('rate-requests') ?? '5000', 1, 1_000_000),
     rateBytesPerSec: bytes('rate-bytes', one('rate-bytes') ?? '16MiB'),
     replicas: integer('replicas', one('replicas') ?? '2', 1, 16),
     maxConnections: integer('max-connections', one('max-connections') ?? '4096', 1, 1_000_000),
     maxReservations: integer('max-reservations', one('max-reservations') ?? '1024', 0, 1_000_000),
     logLevel: level as RelayConfig['logLevel'],
     webRoot: one('web-root'),
+    backboneSigning: signing(one('backbone-signing') ?? 'none'),
   };
 }

@@ -12,7 +12,13 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
-import { gossipsub, StrictNoSign, TopicValidatorResult, type GossipSubEvents } from '@libp2p/gossipsub';
+import {
+  gossipsub,
+  StrictNoSign,
+  StrictSign,
+  TopicValidatorResult,
+  type GossipSubEvents,
+} from '@libp2p/gossipsub';
 import { identify } from '@libp2p/identify';
 import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface';
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht';
@@ -231,9 +237,13 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
         allowQueryWithZeroPeers: true,
       }),
       pubsub: gossipsub({
-        globalSignaturePolicy: StrictNoSign,
-        msgIdFn: (msg) => sha256(msg.data),
-        fastMsgIdFn: (msg) => toHex(sha256(msg.data ?? new Uint8Array(0))),
+        ...(config.backboneSigning === 'none'
+          ? {
+              globalSignaturePolicy: StrictNoSign,
+              msgIdFn: (msg) => sha256(msg.data),
+              fastMsgIdFn: (msg) => toHex(sha256(msg.data ?? new Uint8Array(0))),
+            }
+          : { globalSignaturePolicy: StrictSign }),
         D: 6,
         Dlo: 4,
         Dhi: 12,
@@ -253,32 +263,35 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
   const self = node.peerId;
   let stopping = false;
 
-  const relayPeers = (): PeerId[] =>
-    node
-      .getConnections()
-      .map((c) => c.remotePeer)
-      .filter((p, i, all) => all.findIndex((q) => q.equals(p)) === i);
-  const isRelay = async (peer: PeerId): Promise<boolean> => {
-    try {
-      const p = await node.peerStore.get(peer);
-      return p.protocols.includes(DHT_PROTOCOL);
-    } catch {
-      return false;
+  // Other relays, known by the DHT protocol they announce at identify: kept as a set so an
+  // append costs no peer-store lookups, and the replica set of a key is cached until it changes.
+  const relays = new Map<string, PeerId>();
+  const closestCache = new Map<string, PeerId[]>();
+  node.addEventListener('peer:identify', (evt) => {
+    const { peerId, protocols } = evt.detail;
+    if (protocols.includes(DHT_PROTOCOL) && !relays.has(peerId.toString())) {
+      relays.set(peerId.toString(), peerId);
+      closestCache.clear();
     }
-  };
-  const knownRelays = async (): Promise<PeerId[]> => {
-    const out: PeerId[] = [];
-    for (const p of relayPeers()) if (await isRelay(p)) out.push(p);
-    return out;
-  };
+  });
+  node.addEventListener('peer:disconnect', (evt) => {
+    if (relays.delete(evt.detail.toString())) closestCache.clear();
+  });
+  const isRelay = (peer: string): boolean => relays.has(peer);
   /** The `replicas` relays closest to `key`, this one included when it is among them. */
-  const closest = async (key: Uint8Array): Promise<PeerId[]> => {
-    const all = [self, ...(await knownRelays())];
-    return all
-      .map((p) => ({ p, d: distance(p, key) }))
-      .sort((a, b) => compareBytes(a.d, b.d))
-      .slice(0, config.replicas)
-      .map((x) => x.p);
+  const closest = (key: Uint8Array): PeerId[] => {
+    const k = bytesKey(key);
+    let hit = closestCache.get(k);
+    if (hit === undefined) {
+      hit = [self, ...relays.values()]
+        .map((p) => ({ p, d: distance(p, key) }))
+        .sort((a, b) => compareBytes(a.d, b.d))
+        .slice(0, config.replicas)
+        .map((x) => x.p);
+      if (closestCache.size >= 10_000) closestCache.clear();
+      closestCache.set(k, hit);
+    }
+    return hit;
   };
 
   const sessions = new Map<string, RelaySession>();
@@ -333,6 +346,13 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
     if (topics.has(topic)) return;
     topics.add(topic);
     pubsub.topicValidators.set(topic, (peer, msg) => {
+      // Gossip costs a store write like an append: from a peer that is not a relay, it counts
+      // against the sender's rate (relays forward everyone's appends).
+      const from = peer.toString();
+      if (!isRelay(from) && limiter.admit(from, msg.data.length) === 'rate-limited') {
+        metrics.gossip.inc({ outcome: 'rate-limited' });
+        return TopicValidatorResult.Ignore;
+      }
       const c = checkGossip(msg.topic, msg.data);
       if (c.ok) return TopicValidatorResult.Accept;
       metrics.gossip.inc({ outcome: 'rejected' });
@@ -378,9 +398,10 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
     address: Uint8Array,
     message: Uint8Array,
     commitEpoch: number | undefined,
+    reached: readonly PeerId[],
   ): Promise<void> => {
-    for (const peer of await closest(address)) {
-      if (peer.equals(self)) continue;
+    for (const peer of closest(address)) {
+      if (peer.equals(self) || reached.some((p) => p.equals(peer))) continue;
       try {
         // The mailbox session's `append` carries no replicate flag; replication frames go raw.
         await sessionTo(peer).replicate(address, message, commitEpoch);
@@ -400,7 +421,7 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
   const pull = async (address: Uint8Array): Promise<number> => {
     let pulled = 0;
     const sources = new Map<string, PeerId>();
-    for (const p of [...(await closest(address)), ...(await providers(address))]) {
+    for (const p of [...closest(address), ...(await providers(address))]) {
       if (!p.equals(self)) sources.set(p.toString(), p);
     }
     for (const [id, peer] of sources) {
@@ -441,18 +462,21 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
       provide(address);
       if (replica) return;
       const data = encode([address, message, commitEpoch ?? null]);
+      // A replica that got the message from the backbone stores it on receipt: it is copied
+      // directly only to the replicas gossip did not reach.
       void pubsub.publish(BACKBONE_PREFIX + toHex(address), data).then(
-        () => {
+        (res) => {
           metrics.gossip.inc({ outcome: 'published' });
+          void replicate(address, message, commitEpoch, res.recipients);
         },
         () => {
           metrics.gossip.inc({ outcome: 'publish-failed' });
+          void replicate(address, message, commitEpoch, []);
         },
       );
-      void replicate(address, message, commitEpoch);
     },
     async blobElsewhere(hash) {
-      for (const peer of [...(await closest(hash)), ...(await providers(hash))]) {
+      for (const peer of [...closest(hash), ...(await providers(hash))]) {
         if (peer.equals(self)) continue;
         try {
           const bytes = await sessionTo(peer).getBlob(hash);
@@ -486,9 +510,9 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
   const blobStored = (hash: Uint8Array, chunk: Uint8Array, fromPeer: string): void => {
     provide(hash);
     void (async () => {
+      if (isRelay(fromPeer)) return;
       const from = peerIdFromString(fromPeer);
-      if (await isRelay(from)) return;
-      for (const peer of await closest(hash)) {
+      for (const peer of closest(hash)) {
         if (peer.equals(self) || peer.equals(from)) continue;
         try {
           await sessionTo(peer).putBlob(hash, chunk);

@@ -116,7 +116,13 @@ export class Hub {
   }
 
   /** Messages after `cursor`, from memory when they are all there, else from disk. */
-  readAfter(address: Uint8Array, key: string, cursor: number, limit: number, maxBytes: number): StoredMessage[] {
+  readAfter(
+    address: Uint8Array,
+    key: string,
+    cursor: number,
+    limit: number,
+    maxBytes: number,
+  ): StoredMessage[] {
     const r = this.recent.get(key);
     if (r !== undefined && cursor >= r.firstSeq - 1) {
       const out: StoredMessage[] = [];
@@ -300,7 +306,8 @@ export class ServerSession {
       ctx.log.debug({ peer: this.peer, code: e.code }, 'refused a malformed frame');
       if (e.id !== undefined) this.refuse(e.id, e.code === 'too-large' ? 'tooLarge' : 'malformed');
       else ctx.metrics.refusals.inc({ reason: 'malformed' });
-      if (ctx.limiter.malformed(this.peer)) {
+      // Too large is an honest client's mistake as often as not: refused, not penalised.
+      if (e.code !== 'too-large' && ctx.limiter.malformed(this.peer)) {
         ctx.log.warn({ peer: this.peer }, 'penalised a peer for malformed frames');
         ctx.penalise(this.peer);
       }

@@ -32,6 +32,8 @@ export interface SpawnOptions {
   readonly bootstrap?: readonly string[];
   readonly args?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
+  /** Extra options for Node itself (e.g. `--cpu-prof`). */
+  readonly nodeArgs?: readonly string[];
 }
 
 /** Makes a temporary data folder; `cleanup` removes it. */
@@ -48,6 +50,7 @@ export function tempDir(prefix = 'conclave-relay-'): { dir: string; cleanup(): v
 export async function spawnRelay(options: SpawnOptions = {}): Promise<SpawnedRelay> {
   const dataDir = options.dataDir ?? tempDir().dir;
   const args = [
+    ...(options.nodeArgs ?? []),
     '--experimental-websocket',
     '--import',
     join(ROOT, 'scripts/node20.mjs'),

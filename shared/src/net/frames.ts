@@ -33,6 +33,13 @@ export interface FrameHandlers {
   onClose(reason?: string): void;
 }
 
+/** Bytes. Queued frames are sent at once past this size, without waiting for the turn to end. */
+const COALESCE_BYTES = 64 * 1024;
+
+/** Runs `f` after the current turn of the event loop (`setImmediate` in Node, a microtask elsewhere). */
+const later: (f: () => void) => void =
+  (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate ?? queueMicrotask;
+
 function varint(n: number): Uint8Array {
   const out: number[] = [];
   while (n >= 0x80) {
@@ -77,6 +84,20 @@ export function frameChannel(stream: Stream, maxFrameBytes: number, handlers: Fr
 
   const isClosed = (): boolean => closed;
 
+  // Frames sent in one turn of the event loop leave together: one muxer frame, one encryption
+  // and one WebSocket message for a burst instead of one each.
+  let pending: Uint8ArrayList | undefined;
+  const flush = (): void => {
+    const list = pending;
+    pending = undefined;
+    if (list === undefined || closed || stream.writeStatus !== 'writable') return;
+    try {
+      stream.send(list);
+    } catch {
+      finish('closed');
+    }
+  };
+
   const onMessage = (evt: { data: Uint8Array | Uint8ArrayList }): void => {
     if (closed) return;
     buffer.append(evt.data);
@@ -116,16 +137,16 @@ export function frameChannel(stream: Stream, maxFrameBytes: number, handlers: Fr
   return {
     send(frame) {
       if (closed || stream.writeStatus !== 'writable') return false;
-      const head = varint(frame.length);
-      const list = new Uint8ArrayList(head, frame);
-      try {
-        return stream.send(list);
-      } catch {
-        finish('closed');
-        return false;
+      if (pending === undefined) {
+        pending = new Uint8ArrayList();
+        later(flush);
       }
+      pending.append(varint(frame.length), frame);
+      if (pending.byteLength >= COALESCE_BYTES) flush();
+      return !stream.writableNeedsDrain;
     },
     async drained() {
+      flush();
       if (closed) throw new Error('closed');
       if (!stream.writableNeedsDrain) return;
       await stream.onDrain();
@@ -137,6 +158,7 @@ export function frameChannel(stream: Stream, maxFrameBytes: number, handlers: Fr
       stream.resume();
     },
     async close() {
+      flush();
       if (closed) return;
       try {
         await stream.close();

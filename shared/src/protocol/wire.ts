@@ -177,7 +177,9 @@ export class WireError extends Error {
 const FRAME_LIMITS: DecodeLimits = {
   maxBytes: MAX_FRAME_BYTES,
   maxArrayLength: Math.max(MAX_PAGE_MESSAGES, MAX_SYNC_IDS, 8),
-  maxStringBytes: MAX_MAILBOX_MESSAGE_BYTES,
+  // The frame bounds every string; field limits are checked after the request id is read, so
+  // an oversize message is refused under its id instead of dropping the frame unanswered.
+  maxStringBytes: MAX_FRAME_BYTES,
   maxDepth: 3,
 };
 

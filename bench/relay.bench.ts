@@ -1,0 +1,203 @@
+/**
+ * bench:relay — two Conclave relays on one backbone under 200 simulated peers (same IP, split
+ * across the relays), 10 topics, 1 KiB sealed ops: publish→deliver latency at 1,000 ops/s, the
+ * maximum sustained ops/s (highest offered rate with p99 < 250 ms and ≥ 99.9% delivered), relay
+ * RSS per connected idle peer, and one fresh peer's catch-up of 10,000 ops end to end (connect,
+ * subscribe, open, verify, accept). In the same run, the two floors under the same load: a plain
+ * `ws` fan-out server and a bare js-libp2p gossipsub hub (bench/relay/).
+ *
+ * Run: npm run bench:relay   (BENCH_RELAY_FLOORS=0 skips the floors; BENCH_RELAY_SIGNING=1 adds
+ * a pass with signed backbone gossip at 1,000 and 2,000 ops/s.)
+ * Last line: {"p50Ms","p99Ms","maxSustainedOpsPerSec","rssPerIdlePeerKiB","catchup10kSec",
+ *             "floorGossipsubOpsPerSec","floorWsOpsPerSec"}
+ */
+import os from 'node:os';
+import { webCryptoEd25519 } from '../shared/src/crypto/ed25519-webcrypto.js';
+import { nodeAead } from '../shared/src/crypto/aead.node.js';
+import { nodeSha256 } from '../shared/src/crypto/sha256.node.js';
+import { topicId } from '../shared/src/crypto/sha256.js';
+import { SpaceReplica } from '../shared/src/core/replica.js';
+import { ManualClock, TestGroup } from '../shared/src/core/testkit.js';
+import { libp2pConnector } from '../shared/src/net/libp2p.js';
+import { RelayPool } from '../shared/src/net/pool.js';
+import { SpaceSync } from '../shared/src/net/space-sync.js';
+import { webRng } from '../shared/src/ports/env.js';
+import { memoryStorage } from '../shared/src/ports/storage.memory.js';
+import { appendMany } from '../relay/src/testing/util.js';
+import { generate, makeAuthors } from './oplog.js';
+import {
+  type LoadTarget,
+  type SearchResult,
+  type StepResult,
+  closeSwarm,
+  formatStep,
+  judge,
+  maxSustained,
+  openSwarm,
+  runRate,
+} from './relay/driver.js';
+import { type ConclaveTarget, startConclaveRelays } from './relay/conclave.js';
+import { startGossipsubFloor } from './relay/gossipsub-floor.js';
+import { startWsFloor } from './relay/ws-floor.js';
+
+const PEERS = 200;
+const TOPICS = 10;
+const STEP_MS = Number(process.env.BENCH_RELAY_STEP_MS ?? 3000);
+const log = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+
+async function search(target: LoadTarget, onOpen?: () => Promise<void>) {
+  const swarm = await openSwarm(target, { peers: PEERS, topics: TOPICS, log });
+  await onOpen?.();
+  const result = await maxSustained(swarm, {
+    durationMs: STEP_MS,
+    onStep: (s) => {
+      log(formatStep(target.name, s));
+    },
+  });
+  let at1000: StepResult | undefined = result.steps.find((s) => s.rate === 1000);
+  if (at1000 === undefined) {
+    at1000 = await runRate(swarm, 1000, { durationMs: STEP_MS });
+    Object.assign(at1000, judge(at1000, {}));
+    log(formatStep(`${target.name} (at 1000/s)`, at1000));
+  }
+  return { swarm, result, at1000 };
+}
+
+/** A fresh peer's catch-up of `n` ops written through relay 0, read from relay 1. */
+async function catchUp(target: ConclaveTarget, n: number): Promise<{ sec: number; connectMs: number }> {
+  const people = await makeAuthors();
+  const group = new TestGroup();
+  const gen = await generate(n, people, group);
+  const topic = topicId(gen.space);
+  const writerNode = await libp2pConnector();
+  const writer = await writerNode.connect(target.relays[0]?.multiaddr ?? '');
+  const t0 = performance.now();
+  await appendMany(writer, topic, n, (i) => gen.sealed[i] as Uint8Array, 64);
+  log(`catch-up: ${n} sealed ops appended through relay A in ${Math.round(performance.now() - t0)} ms`);
+  const other = target.relays[1] ?? target.relays[0];
+  if (other === undefined) throw new Error('no relay');
+  const probeNode = await libp2pConnector();
+  const probe = await probeNode.connect(other.multiaddr);
+  for (let i = 0; i < 600; i++) {
+    if ((await probe.read(topic, 0, 1)).lastSeq >= n) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await probeNode.stop();
+  await writerNode.stop();
+
+  const started = performance.now();
+  const connector = await libp2pConnector();
+  const storage = memoryStorage();
+  const pool = new RelayPool({ connector, relays: [other.multiaddr], storage });
+  await pool.start();
+  const connectMs = performance.now() - started;
+  const sync = new SpaceSync({ pool, topic });
+  const replica = await SpaceReplica.open({
+    space: gen.space,
+    storage,
+    keys: group,
+    membership: group,
+    ed25519: webCryptoEd25519(),
+    clock: new ManualClock(1_800_000_000_000),
+    rng: webRng,
+    aead: nodeAead(),
+    sha256: nodeSha256,
+    fetchMissing: sync.fetchMissing,
+  });
+  sync.start(replica);
+  for (let i = 0; replica.state.size < n && i < 120_000; i++) await new Promise((r) => setTimeout(r, 5));
+  await sync.idle();
+  const sec = (performance.now() - started) / 1000;
+  if (replica.state.size !== n) throw new Error(`catch-up accepted only ${replica.state.size} of ${n}`);
+  await sync.stop();
+  await pool.close();
+  await connector.stop();
+  return { sec, connectMs };
+}
+
+async function floor(
+  start: () => Promise<LoadTarget>,
+): Promise<{ result: SearchResult; at1000: StepResult }> {
+  const { swarm, result, at1000 } = await search(await start());
+  await closeSwarm(swarm);
+  return { result, at1000 };
+}
+
+async function main(): Promise<void> {
+  log(
+    `bench:relay on ${os.cpus()[0]?.model ?? 'unknown cpu'} x${os.cpus().length}, node ${process.version}; ` +
+      `${PEERS} peers on 127.0.0.1, ${TOPICS} topics, 1 KiB sealed ops, ${STEP_MS} ms steps`,
+  );
+  const target = await startConclaveRelays();
+  await new Promise((r) => setTimeout(r, 1000));
+  const rssBefore = await target.relayRss();
+  let rssPerIdlePeerKiB = 0;
+  const { swarm, result, at1000 } = await search(target, async () => {
+    await new Promise((r) => setTimeout(r, 2000));
+    const rssIdle = await target.relayRss();
+    rssPerIdlePeerKiB = (rssIdle - rssBefore) / PEERS / 1024;
+    log(
+      `relays' RSS: ${(rssBefore / 2 ** 20).toFixed(0)} MiB before the peers, ${(rssIdle / 2 ** 20).toFixed(0)} MiB ` +
+        `with ${PEERS} idle peers connected and subscribed: ${rssPerIdlePeerKiB.toFixed(1)} KiB per peer`,
+    );
+  });
+  log(`conclave: ${(await target.describe?.()) ?? ''}`);
+  const catchup = await catchUp(target, 10_000);
+  log(
+    `catch-up of 10,000 ops by a fresh peer: ${catchup.sec.toFixed(2)} s ` +
+      `(connect ${Math.round(catchup.connectMs)} ms, then subscribe + open + verify + accept)`,
+  );
+  await closeSwarm(swarm);
+
+  const figures: Record<string, number | null> = {};
+  if (process.env.BENCH_RELAY_SIGNING === '1') {
+    const signed = await startConclaveRelays({ args: ['--backbone-signing', 'strict'] });
+    const s = await openSwarm(signed, { peers: PEERS, topics: TOPICS, log });
+    for (const rate of [1000, 2000]) {
+      const step = await runRate(s, rate, { durationMs: STEP_MS });
+      Object.assign(step, judge(step, {}));
+      log(formatStep('conclave (signed backbone)', step));
+      figures[`signedP50MsAt${rate}`] = step.p50Ms;
+      figures[`signedP99MsAt${rate}`] = step.p99Ms;
+      figures[`signedCpuPctAt${rate}`] = step.serverCpuPct;
+    }
+    await closeSwarm(s);
+  }
+
+  let floorGossipsub: number | null = null;
+  let floorWs: number | null = null;
+  if (process.env.BENCH_RELAY_FLOORS !== '0') {
+    const g = await floor(() => startGossipsubFloor());
+    floorGossipsub = g.result.maxSustainedOpsPerSec;
+    figures.floorGossipsubP99MsAt1000 = g.at1000.p99Ms;
+    figures.floorGossipsubLossAt1000 = Number(g.at1000.lossRatio.toFixed(6));
+    const w = await floor(() => startWsFloor());
+    floorWs = w.result.maxSustainedOpsPerSec;
+    figures.floorWsP99MsAt1000 = w.at1000.p99Ms;
+    log(
+      `conclave sustained ${result.maxSustainedOpsPerSec} ops/s = ` +
+        `${floorWs > 0 ? ((result.maxSustainedOpsPerSec / floorWs) * 100).toFixed(0) : '?'}% of the ws floor`,
+    );
+  }
+  log(
+    'targets: p50 <= 20 ms and p99 <= 100 ms at 1,000 ops/s; >= 3,000 ops/s sustained (>= 40% of ws); ' +
+      '<= 100 KiB per idle peer; 10k catch-up <= 3 s',
+  );
+  log(
+    JSON.stringify({
+      p50Ms: at1000.p50Ms,
+      p99Ms: at1000.p99Ms,
+      maxSustainedOpsPerSec: result.maxSustainedOpsPerSec,
+      rssPerIdlePeerKiB: Number(rssPerIdlePeerKiB.toFixed(1)),
+      catchup10kSec: Number(catchup.sec.toFixed(2)),
+      floorGossipsubOpsPerSec: floorGossipsub,
+      floorWsOpsPerSec: floorWs,
+      ...figures,
+    }),
+  );
+}
+
+await main();
+process.exit(0);
