@@ -63,6 +63,11 @@ export async function startConclaveRelays(
         dataDir: d.dir,
         bootstrap: relays.map((r) => r.multiaddr),
         args: options.args ?? [],
+        // BENCH_RELAY_PROFILE=DIR writes each relay's CPU profile there when it stops.
+        nodeArgs:
+          process.env.BENCH_RELAY_PROFILE === undefined
+            ? []
+            : ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_RELAY_PROFILE}`],
         env: { CONCLAVE_RELAY_LOG_LEVEL: 'warn' },
       }),
     );

@@ -199,7 +199,7 @@ export class ServerSubscription {
     do {
       this.again = false;
       while (!this.ended && this.credit > 0) {
-        if (!(await this.session.writable())) {
+        if (!this.session.canWrite() && !(await this.session.writable())) {
           this.session.endSubscription(this, 'slowSubscriber');
           return;
         }
@@ -261,9 +261,15 @@ export class ServerSession {
     this.channel.send(encodeAnswer(a));
   }
 
+  /** True when a push can be written now (the common case: no promise, no timer). */
+  canWrite(): boolean {
+    return !this.closed && this.channel.writable;
+  }
+
   /** Waits until the connection takes more bytes; false if it stayed full too long or closed. */
   async writable(): Promise<boolean> {
     if (this.closed) return false;
+    if (this.channel.writable) return true;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       return await Promise.race([

@@ -17,6 +17,8 @@ export interface FrameChannel {
   send(frame: Uint8Array): boolean;
   /** Resolves when the transport can take more; rejects when the stream closed. */
   drained(): Promise<void>;
+  /** True when `send` can be called now without waiting for `drained()`. */
+  readonly writable: boolean;
   /** Stops reading: the remote is asked to pause (yamux window) until `resume()`. */
   pause(): void;
   resume(): void;
@@ -174,6 +176,9 @@ export function frameChannel(stream: Stream, maxFrameBytes: number, handlers: Fr
     },
     get open() {
       return !closed;
+    },
+    get writable() {
+      return !closed && !stream.writableNeedsDrain;
     },
   };
 }

@@ -67,22 +67,62 @@ class SubscriptionState implements Subscription {
 
   deliver(a: Answer): void {
     if (this.ended) return;
+    // Fast path: nothing queued and a handler that finishes synchronously needs no promise.
+    if (this.idle && a.kind === 'message') {
+      let r: void | Promise<void>;
+      try {
+        r = this.handler.onMessage(a.seq, a.message);
+      } catch (e) {
+        this.end(new NetworkError('closed', 'the subscription handler failed', undefined, { cause: e }));
+        this.session.unsubscribe(this.id);
+        return;
+      }
+      if (r === undefined) {
+        this.consumedOne();
+        return;
+      }
+      this.idle = false;
+      this.chain = r.then(() => {
+        this.consumedOne();
+      });
+      this.watch();
+      return;
+    }
+    this.idle = false;
     this.chain = this.chain.then(async () => {
       if (this.ended) return;
       if (a.kind === 'message') {
         await this.handler.onMessage(a.seq, a.message);
-        if (++this.consumed >= this.window / 2) {
-          this.session.grant(this.id, this.consumed);
-          this.consumed = 0;
-        }
+        this.consumedOne();
       } else if (a.kind === 'live') {
         this.handler.onLive?.(a.lastSeq);
       }
     });
-    this.chain.catch((e: unknown) => {
-      this.end(new NetworkError('closed', 'the subscription handler failed', undefined, { cause: e }));
-      this.session.unsubscribe(this.id);
-    });
+    this.watch();
+  }
+
+  /** Pending: handler calls queued behind the chain; when it empties, the fast path resumes. */
+  private idle = true;
+  private queued = 0;
+
+  private watch(): void {
+    const mine = ++this.queued;
+    this.chain.then(
+      () => {
+        if (mine === this.queued) this.idle = true;
+      },
+      (e: unknown) => {
+        this.end(new NetworkError('closed', 'the subscription handler failed', undefined, { cause: e }));
+        this.session.unsubscribe(this.id);
+      },
+    );
+  }
+
+  private consumedOne(): void {
+    if (++this.consumed >= this.window / 2) {
+      this.session.grant(this.id, this.consumed);
+      this.consumed = 0;
+    }
   }
 
   /** Ends after the messages already queued for the handler were handled. */
