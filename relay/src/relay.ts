@@ -476,19 +476,25 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
       );
     },
     async blobElsewhere(hash) {
-      for (const peer of [...closest(hash), ...(await providers(hash))]) {
-        if (peer.equals(self)) continue;
-        try {
-          const bytes = await sessionTo(peer).getBlob(hash);
-          if (bytes === undefined) continue;
-          await store.putBlob(hash, bytes, `relay:${peer.toString()}`);
-          provide(hash);
-          return bytes;
-        } catch {
-          // Try the next relay.
+      // The replicas of the hash first (no network query), then whoever the DHT says has it.
+      const tried = new Set<string>([self.toString()]);
+      const fetchFrom = async (peers: readonly PeerId[]): Promise<Uint8Array | undefined> => {
+        for (const peer of peers) {
+          if (tried.has(peer.toString())) continue;
+          tried.add(peer.toString());
+          try {
+            const bytes = await sessionTo(peer).getBlob(hash);
+            if (bytes === undefined) continue;
+            await store.putBlob(hash, bytes, `relay:${peer.toString()}`);
+            provide(hash);
+            return bytes;
+          } catch {
+            // Try the next relay.
+          }
         }
-      }
-      return undefined;
+        return undefined;
+      };
+      return (await fetchFrom(closest(hash))) ?? (await fetchFrom(await providers(hash)));
     },
     interested(address) {
       follow(address);
