@@ -132,6 +132,13 @@ async function main(): Promise<void> {
   );
   const target = await startConclaveRelays();
   await new Promise((r) => setTimeout(r, 1000));
+  if (process.env.BENCH_RELAY_ONLY === 'catchup') {
+    const c = await catchUp(target, 10_000);
+    log(`catch-up of 10,000 ops by a fresh peer: ${c.sec.toFixed(2)} s`);
+    log(JSON.stringify({ catchup10kSec: Number(c.sec.toFixed(2)) }));
+    await target.close();
+    return;
+  }
   const rssBefore = await target.relayRss();
   let rssPerIdlePeerKiB = 0;
   const { swarm, result, at1000 } = await search(target, async () => {

@@ -32,6 +32,9 @@ export async function libp2pConnector(
     streamMuxers: [yamux()],
     services: { identify: identify(), ping: ping() },
     connectionManager: { dialTimeout: options.dialTimeoutMs ?? 10_000 },
+    // In browsers libp2p refuses private addresses by default; this node dials only the relays
+    // it is configured with (a local relay on 127.0.0.1 among them), never addresses it learns.
+    connectionGater: { denyDialMultiaddr: () => false },
   });
   return connectorOver(node, options);
 }

@@ -12,7 +12,7 @@ import { decodeSealed } from '../protocol/seal.js';
 import type { Follow, RelayPool } from './pool.js';
 
 /** Ops. Accepts in flight at once: verification runs in parallel, application in order. */
-export const ACCEPT_WINDOW = 64;
+export const ACCEPT_WINDOW = 256;
 
 export interface SpaceSyncOptions {
   readonly pool: RelayPool;
