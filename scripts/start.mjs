@@ -1,28 +1,64 @@
-// `npm start`. The relay and the browser app are not built yet, so for now this says what
-// Conclave is and what exists, prepares the local data folder, and exits.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+// `npm start`: a whole local deployment in one process tree. Today that is a Conclave relay
+// on 127.0.0.1 with its data under ./.conclave/relay; the browser app (web/, worker/) joins it
+// when it is built. Prints the relay's address and its health and metrics URLs, runs until
+// Ctrl-C (or SIGTERM), then stops the relay cleanly.
+//
+// Settings: CONCLAVE_RELAY_LISTEN (default /ip4/127.0.0.1/tcp/9090/ws), CONCLAVE_RELAY_HTTP
+// (default 127.0.0.1:8080), and every other CONCLAVE_RELAY_* variable of `npm run relay -- --help`.
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import process from 'node:process';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-
 const dataDir = join(root, '.conclave');
-const existed = existsSync(dataDir);
 mkdirSync(dataDir, { recursive: true });
 
-const lines = [
-  `Conclave ${version}`,
-  '',
-  'A community platform in the shape of Discord (Spaces, chat and forum channels, threads,',
-  'posts, roles, moderation) with no server that can read anything: every Space is an MLS',
-  'group, every action a signed operation, all content end-to-end encrypted, and relays',
-  'store and forward ciphertext they cannot read.',
-  '',
-  'Not built yet: the relay (relay/) and the browser app (web/, worker/) come in later work.',
-  'What exists today is the peer core (shared/) and its tests: run them with `npm test`.',
-  '',
-  `Data folder: ${dataDir} (${existed ? 'already there' : 'created'})`,
-];
-process.stdout.write(`${lines.join('\n')}\n`);
+const out = (line) => process.stdout.write(`${line}\n`);
+out(`Conclave ${version}: starting a local relay (data in ${join(dataDir, 'relay')})`);
+
+const relay = spawn(
+  process.execPath,
+  [
+    '--experimental-websocket',
+    '--import',
+    join(root, 'scripts/node20.mjs'),
+    '--import',
+    'tsx',
+    join(root, 'relay/src/main.ts'),
+  ],
+  {
+    cwd: root,
+    env: {
+      ...process.env,
+      CONCLAVE_RELAY_LISTEN: process.env.CONCLAVE_RELAY_LISTEN ?? '/ip4/127.0.0.1/tcp/9090/ws',
+      CONCLAVE_RELAY_HTTP: process.env.CONCLAVE_RELAY_HTTP ?? '127.0.0.1:8080',
+      CONCLAVE_RELAY_DATA: process.env.CONCLAVE_RELAY_DATA ?? join(dataDir, 'relay'),
+      CONCLAVE_RELAY_LOG_LEVEL: process.env.CONCLAVE_RELAY_LOG_LEVEL ?? 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  },
+);
+
+createInterface({ input: relay.stdout }).on('line', (line) => {
+  if (line.startsWith('listening ')) out(`Relay address (for clients and other relays): ${line.slice(10)}`);
+  else if (line.startsWith('http ')) {
+    const url = line.slice(5);
+    out(`Health: ${url}/healthz   Metrics: ${url}/metrics`);
+  } else if (line === 'ready') {
+    out('The browser app is not built yet (web/, worker/); the relay serves clients and the CLI meanwhile.');
+    out('Press Ctrl-C to stop.');
+  } else out(line);
+});
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    relay.kill('SIGTERM');
+  });
+}
+relay.on('exit', (code, signal) => {
+  process.exitCode = code ?? (signal === null ? 0 : 1);
+});
