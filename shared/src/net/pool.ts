@@ -7,7 +7,7 @@
  * Meta keys it writes on the `Storage` port: the outbox's (`outbox/…`, see outbox.ts) and
  * `cursor/<relay peer id>/<hex address>`: the last seq at that relay whose handler completed.
  */
-import { sha256 } from '../crypto/sha256.js';
+import { sha256 as jsSha256 } from '../crypto/sha256.js';
 import { MailboxError } from '../ports/mailbox.js';
 import type { AppendResult, Mailbox, MailboxMessage } from '../ports/mailbox.js';
 import { NetworkError } from '../ports/network.js';
@@ -105,6 +105,8 @@ export interface RelayPoolOptions {
   readonly schedule?: Schedule;
   /** Uniform in [0, 1), for jitter; `Math.random` by default. */
   readonly random?: () => number;
+  /** SHA-256 for deduplication and hash checks: pure JS unless the host has a faster one. */
+  readonly sha256?: (data: Uint8Array) => Uint8Array;
   readonly reconnect?: { readonly initialMs?: number; readonly maxMs?: number };
   readonly outbox?: OutboxLimits;
 }
@@ -232,6 +234,7 @@ export class RelayPool implements Mailbox {
   private readonly relays: Relay[];
   private readonly follows = new Map<string, Followed>();
   private readonly cursors = new Map<string, Promise<Cursor>>();
+  private readonly sha256: (data: Uint8Array) => Uint8Array;
   private readonly listeners = new Set<(state: PoolState) => void>();
   /** `<entry id>/<relay address>` → the append in progress. */
   private readonly inflight = new Map<string, Promise<boolean>>();
@@ -245,6 +248,7 @@ export class RelayPool implements Mailbox {
     this.storage = options.storage;
     this.schedule = options.schedule ?? realSchedule;
     this.random = options.random ?? Math.random;
+    this.sha256 = options.sha256 ?? jsSha256;
     this.initialMs = options.reconnect?.initialMs ?? RECONNECT_INITIAL_MS;
     this.maxMs = options.reconnect?.maxMs ?? RECONNECT_MAX_MS;
     this.outboxLimits = options.outbox ?? {};
@@ -418,7 +422,7 @@ export class RelayPool implements Mailbox {
         const ask = [...wanted.values()];
         for (let i = 0; i < ask.length; i += MAX_SYNC_IDS) {
           for (const op of await link.fetch(ask.slice(i, i + MAX_SYNC_IDS))) {
-            if (wanted.delete(bytesKey(sha256(op)))) found.push(op);
+            if (wanted.delete(bytesKey(this.sha256(op)))) found.push(op);
           }
         }
       } catch (e) {
@@ -435,7 +439,7 @@ export class RelayPool implements Mailbox {
    *   asked); otherwise the last relay's error, or `unreachable` when none is connected.
    */
   async putBlob(hash: Uint8Array, chunk: Uint8Array): Promise<void> {
-    if (!equalBytes(sha256(chunk), hash)) {
+    if (!equalBytes(this.sha256(chunk), hash)) {
       throw new NetworkError('refused', 'chunk does not hash to its address', 'hashMismatch');
     }
     let last: unknown = new NetworkError('unreachable', 'no relay is connected');
@@ -463,7 +467,7 @@ export class RelayPool implements Mailbox {
       try {
         const chunk = await link.getBlob(hash);
         answered = true;
-        if (chunk !== undefined && equalBytes(sha256(chunk), hash)) return chunk;
+        if (chunk !== undefined && equalBytes(this.sha256(chunk), hash)) return chunk;
       } catch (e) {
         this.failed(relay, link, e);
       }
@@ -768,7 +772,7 @@ export class RelayPool implements Mailbox {
 
   private async deliver(f: Followed, feed: Feed, seq: number, message: Uint8Array): Promise<void> {
     if (stale(f, feed) || seq <= feed.cursor.value) return;
-    const key = bytesKey(sha256(message));
+    const key = bytesKey(this.sha256(message));
     let handled = f.recent.get(key);
     if (handled === undefined) {
       const from = { relay: feed.link.relay, seq };

@@ -7,7 +7,7 @@ import type { ChannelId, PostId } from '../protocol/ids.js';
 import { toHex } from '../protocol/ids.js';
 import { MemoryConnector, MemoryRelay } from './memory.js';
 import { RelayPool } from './pool.js';
-import { SpaceSync } from './space-sync.js';
+import { SpaceSync, isSealedOp } from './space-sync.js';
 
 async function world() {
   const space = testSpaceId(4);
@@ -116,5 +116,23 @@ describe('SpaceSync', () => {
     expect(b.replica.state.channels().map((c) => c.name)).toEqual(['c']);
     await a.pool.close();
     await b.pool.close();
+  });
+});
+
+describe('isSealedOp', () => {
+  it('tells a sealed op of the Space from one of another Space, a handshake and other bytes', async () => {
+    const w = await world();
+    const a = await peer(w);
+    const written = await a.replica.write(w.alice, w.e0, 'CreateSpace', { name: 'S', description: '' });
+    if (written.kind !== 'written') throw new Error('not written');
+    const topic = topicId(w.space);
+    expect(isSealedOp(written.sealed, topic)).toBe(true);
+    expect(isSealedOp(written.sealed, topicId(testSpaceId(99)))).toBe(false);
+    expect(isSealedOp(written.sealed.subarray(1), topic)).toBe(false);
+    const handshake = new Uint8Array(written.sealed);
+    handshake[0] = 0x85;
+    expect(isSealedOp(handshake, topic)).toBe(false);
+    expect(isSealedOp(new Uint8Array(written.sealed.length), topic)).toBe(false);
+    await a.pool.close();
   });
 });
