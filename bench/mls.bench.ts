@@ -44,6 +44,7 @@ import {
   removeOf,
 } from '../shared/src/mls/scale.testkit.js';
 import type { PageInput, PageResult } from './mls.page.js';
+import { CHROMIUM, launchChromium } from '../scripts/chromium.js';
 
 const impl = process.env.BENCH_MLS_IMPL === 'stock' ? 'stock' : 'patched';
 const sizes = (process.env.BENCH_MLS_SIZES ?? '10,100,1000,5000')
@@ -236,8 +237,6 @@ async function runSize(k: Kit, n: number, profileAs: string | undefined): Promis
   return rows;
 }
 
-const CHROMIUM = '/usr/bin/chromium';
-
 /**
  * The join and one commit in a Chromium page (patched ts-mls bundled by esbuild, the page's
  * WebCrypto): a member is added to the populated group and joins there, then processes the
@@ -288,19 +287,7 @@ async function chromiumJoin(k: Kit, committer: ClientState): Promise<void> {
     res.end(isJs ? js : '<!doctype html><title>bench:mls</title><script src="/bundle.js"></script>');
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  const browser = await launchChromium();
   try {
     const page = await browser.newPage();
     await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);

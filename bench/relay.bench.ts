@@ -32,9 +32,9 @@ import {
   closeSwarm,
   formatStep,
   judge,
-  maxSustained,
   openSwarm,
   runRate,
+  searchTarget,
 } from './relay/driver.js';
 import { type ConclaveTarget, startConclaveRelays } from './relay/conclave.js';
 import { startGossipsubFloor } from './relay/gossipsub-floor.js';
@@ -46,24 +46,7 @@ const STEP_MS = Number(process.env.BENCH_RELAY_STEP_MS ?? 3000);
 const log = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
-
-async function search(target: LoadTarget, onOpen?: () => Promise<void>) {
-  const swarm = await openSwarm(target, { peers: PEERS, topics: TOPICS, log });
-  await onOpen?.();
-  const result = await maxSustained(swarm, {
-    durationMs: STEP_MS,
-    onStep: (s) => {
-      log(formatStep(target.name, s));
-    },
-  });
-  let at1000: StepResult | undefined = result.steps.find((s) => s.rate === 1000);
-  if (at1000 === undefined) {
-    at1000 = await runRate(swarm, 1000, { durationMs: STEP_MS });
-    Object.assign(at1000, judge(at1000, {}));
-    log(formatStep(`${target.name} (at 1000/s)`, at1000));
-  }
-  return { swarm, result, at1000 };
-}
+const options = { peers: PEERS, topics: TOPICS, durationMs: STEP_MS, log };
 
 /** A fresh peer's catch-up of `n` ops written through relay 0, read from relay 1. */
 async function catchUp(target: ConclaveTarget, n: number): Promise<{ sec: number; connectMs: number }> {
@@ -120,7 +103,7 @@ async function catchUp(target: ConclaveTarget, n: number): Promise<{ sec: number
 async function floor(
   start: () => Promise<LoadTarget>,
 ): Promise<{ result: SearchResult; at1000: StepResult }> {
-  const { swarm, result, at1000 } = await search(await start());
+  const { swarm, result, at1000 } = await searchTarget(await start(), options);
   await closeSwarm(swarm);
   return { result, at1000 };
 }
@@ -141,14 +124,17 @@ async function main(): Promise<void> {
   }
   const rssBefore = await target.relayRss();
   let rssPerIdlePeerKiB = 0;
-  const { swarm, result, at1000 } = await search(target, async () => {
-    await new Promise((r) => setTimeout(r, 2000));
-    const rssIdle = await target.relayRss();
-    rssPerIdlePeerKiB = (rssIdle - rssBefore) / PEERS / 1024;
-    log(
-      `relays' RSS: ${(rssBefore / 2 ** 20).toFixed(0)} MiB before the peers, ${(rssIdle / 2 ** 20).toFixed(0)} MiB ` +
-        `with ${PEERS} idle peers connected and subscribed: ${rssPerIdlePeerKiB.toFixed(1)} KiB per peer`,
-    );
+  const { swarm, result, at1000 } = await searchTarget(target, {
+    ...options,
+    onOpen: async () => {
+      await new Promise((r) => setTimeout(r, 2000));
+      const rssIdle = await target.relayRss();
+      rssPerIdlePeerKiB = (rssIdle - rssBefore) / PEERS / 1024;
+      log(
+        `relays' RSS: ${(rssBefore / 2 ** 20).toFixed(0)} MiB before the peers, ${(rssIdle / 2 ** 20).toFixed(0)} MiB ` +
+          `with ${PEERS} idle peers connected and subscribed: ${rssPerIdlePeerKiB.toFixed(1)} KiB per peer`,
+      );
+    },
   });
   log(`conclave: ${(await target.describe?.()) ?? ''}`);
   const catchup = await catchUp(target, 10_000);

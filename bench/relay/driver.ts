@@ -562,6 +562,35 @@ export async function maxSustained(swarm: Swarm, options: SearchOptions = {}): P
   return { maxSustainedOpsPerSec: best, firstFailOpsPerSec: firstFail, steps };
 }
 
+/**
+ * Opens a swarm on `target`, runs the stepped search and makes sure there is a step at
+ * 1,000 ops/s (the latency figure of bench:relay); the swarm stays open for more measurements.
+ * `onOpen` runs once every peer is connected and subscribed, before the first step.
+ */
+export async function searchTarget(
+  target: LoadTarget,
+  options: SearchOptions & SwarmOptions & { onOpen?: (swarm: Swarm) => Promise<void> },
+): Promise<{ swarm: Swarm; result: SearchResult; at1000: StepResult }> {
+  const name = target.name;
+  const log = options.log ?? (() => undefined);
+  const swarm = await openSwarm(target, options);
+  await options.onOpen?.(swarm);
+  const result = await maxSustained(swarm, {
+    ...options,
+    onStep: (s) => {
+      log(formatStep(name, s));
+      options.onStep?.(s);
+    },
+  });
+  let at1000 = result.steps.find((s) => s.rate === 1000);
+  if (at1000 === undefined) {
+    at1000 = await runRate(swarm, 1000, options);
+    Object.assign(at1000, judge(at1000, options));
+    log(formatStep(`${name} (at 1000/s)`, at1000));
+  }
+  return { swarm, result, at1000 };
+}
+
 /** One readable line for a step. */
 export function formatStep(name: string, s: StepResult): string {
   const cpu = s.serverCpuPct === null ? '?' : `${s.serverCpuPct}%`;

@@ -19,11 +19,7 @@ import {
   type SearchResult,
   type StepResult,
   closeSwarm,
-  formatStep,
-  judge,
-  maxSustained,
-  openSwarm,
-  runRate,
+  searchTarget,
 } from './driver.js';
 import { startGossipsubFloor } from './gossipsub-floor.js';
 import { startWsFloor } from './ws-floor.js';
@@ -58,23 +54,21 @@ interface FloorFigures {
 async function measure(start: () => Promise<LoadTarget>): Promise<FloorFigures> {
   const target = await start();
   try {
-    const swarm = await openSwarm(target, { peers, topics, log });
-    if (target.describe !== undefined) log(`${target.name}: ${await target.describe()}`);
-    const search = await maxSustained(swarm, {
+    const {
+      swarm,
+      result: search,
+      at1000,
+    } = await searchTarget(target, {
+      peers,
+      topics,
+      log,
       rates,
       durationMs,
-      onStep: (s) => {
-        log(formatStep(target.name, s));
+      onOpen: async () => {
+        if (target.describe !== undefined) log(`${target.name}: ${await target.describe()}`);
       },
     });
     if (target.describe !== undefined) log(`${target.name}: ${await target.describe()}`);
-    let at1000 = search.steps.find((s) => s.rate === 1000);
-    if (at1000 === undefined) {
-      at1000 = await runRate(swarm, 1000, { durationMs });
-      Object.assign(at1000, judge(at1000, {}));
-      log(formatStep(`${target.name} (at 1000/s)`, at1000));
-      if (target.describe !== undefined) log(`${target.name}: ${await target.describe()}`);
-    }
     log(
       `${target.name}: max sustained ${search.maxSustainedOpsPerSec} ops/s ` +
         `(first failure ${search.firstFailOpsPerSec ?? 'none'})`,

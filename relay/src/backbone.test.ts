@@ -2,63 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../shared/src/crypto/sha256.js';
 import { equalBytes } from '../../shared/src/protocol/ids.js';
 import { libp2pConnector } from '../../shared/src/net/libp2p.js';
-import type { RelayConnector, RelayLink } from '../../shared/src/ports/network.js';
+import type { RelayConnector } from '../../shared/src/ports/network.js';
 import { type SpawnedRelay, spawnRelay, tempDir } from './testing/spawn.js';
-
-function address(n: number): Uint8Array {
-  const a = new Uint8Array(32);
-  a[0] = n;
-  a[31] = 0x77;
-  return a;
-}
-
-function message(tag: number, i: number): Uint8Array {
-  const m = new Uint8Array(300);
-  const v = new DataView(m.buffer);
-  v.setUint32(0, tag);
-  v.setUint32(4, i);
-  return m;
-}
-
-function indexOf(m: Uint8Array): number {
-  return new DataView(m.buffer, m.byteOffset, m.byteLength).getUint32(4);
-}
-
-function collect(link: RelayLink, addr: Uint8Array, n: number, after = 0): Promise<Uint8Array[]> {
-  const got: Uint8Array[] = [];
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new Error(`only ${got.length} of ${n} arrived`));
-    }, 60_000);
-    const sub = link.subscribe(addr, after, {
-      onMessage(_seq, m) {
-        got.push(m);
-        if (got.length === n) {
-          clearTimeout(timer);
-          sub.close();
-          resolve(got);
-        }
-      },
-    });
-  });
-}
-
-async function until(check: () => Promise<boolean>, what: string, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-async function metric(relay: SpawnedRelay, name: string): Promise<number> {
-  const text = await (await fetch(`${relay.httpUrl}/metrics`)).text();
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(name))
-    .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
-}
+import { address, collect, indexOf, message, metric, range, until } from './testing/util.js';
 
 describe('two relays on the backbone', () => {
   const dirs = [tempDir(), tempDir()];
@@ -88,19 +34,19 @@ describe('two relays on the backbone', () => {
     const arriving = collect(lb, addr, 50);
     // Gossipsub needs a heartbeat to graft the two relays into the topic's mesh.
     await new Promise((r) => setTimeout(r, 2500));
-    for (let i = 0; i < 50; i++) await la.append(addr, message(2, i));
+    for (let i = 0; i < 50; i++) await la.append(addr, message(2, i, 300));
     const got = await arriving;
-    expect(new Set(got.map(indexOf)).size).toBe(50);
+    expect(new Set(got.messages.map(indexOf)).size).toBe(50);
     expect(await metric(r2, 'conclave_relay_appends_total{kind="gossip"}')).toBeGreaterThan(0);
   });
 
   it('a peer that subscribes at relay B later catches up on what was sent through relay A', async () => {
     const la = await a.connect(r1.multiaddr);
     const addr = address(3);
-    for (let i = 0; i < 30; i++) await la.append(addr, message(3, i));
+    for (let i = 0; i < 30; i++) await la.append(addr, message(3, i, 300));
     const lb = await b.connect(r2.multiaddr);
     const got = await collect(lb, addr, 30);
-    expect(got.map(indexOf).sort((x, y) => x - y)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    expect(got.messages.map(indexOf).sort((x, y) => x - y)).toEqual(range(30));
   });
 });
 
@@ -135,7 +81,7 @@ describe('three relays in one DHT', () => {
     await until(async () => (await metric(rb, 'conclave_relay_connections')) >= 2, 'relays to connect');
     const la = await writer.connect(ra.multiaddr);
     const addr = address(9);
-    for (let i = 0; i < 100; i++) await la.append(addr, message(9, i));
+    for (let i = 0; i < 100; i++) await la.append(addr, message(9, i, 300));
     const chunk = new Uint8Array(200_000).map((_, i) => (i * 7) & 0xff);
     const hash = sha256(chunk);
     await la.putBlob(hash, chunk);
@@ -159,7 +105,7 @@ describe('three relays in one DHT', () => {
 
     const lc = await reader.connect(rc.multiaddr);
     const got = await collect(lc, addr, 100);
-    expect(got.map(indexOf).sort((x, y) => x - y)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(got.messages.map(indexOf).sort((x, y) => x - y)).toEqual(range(100));
     const blob = await lc.getBlob(hash);
     expect(blob !== undefined && equalBytes(blob, chunk)).toBe(true);
   });

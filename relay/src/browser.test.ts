@@ -11,10 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { libp2pConnector } from '../../shared/src/net/libp2p.js';
 import type { RelayConnector } from '../../shared/src/ports/network.js';
 import { toHex } from '../../shared/src/protocol/ids.js';
+import { CHROMIUM, launchChromium } from '../../scripts/chromium.js';
 import { type SpawnedRelay, spawnRelay, tempDir } from './testing/spawn.js';
 import { address, collect, message } from './testing/util.js';
-
-const CHROMIUM = '/usr/bin/chromium';
 
 describe('the browser adapter in a Chromium worker', () => {
   const dir = tempDir();
@@ -51,19 +50,7 @@ describe('the browser adapter in a Chromium worker', () => {
   });
 
   it('sends and receives live through the relay, from a dedicated worker', async () => {
-    const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
 
