@@ -106,11 +106,11 @@ function distance(peer: PeerId, key: Uint8Array): Uint8Array {
  */
 const RECORD_LIMITS = { maxBytes: 4096, maxArrayLength: 32, maxStringBytes: 1024, maxDepth: 2 };
 
-function announcementBody(peer: string, addrs: readonly string[], timeMs: number): Uint8Array {
+export function announcementBody(peer: string, addrs: readonly string[], timeMs: number): Uint8Array {
   return encode([peer, [...addrs], timeMs]);
 }
 
-async function validateAnnouncement(key: Uint8Array, value: Uint8Array): Promise<void> {
+export async function validateAnnouncement(key: Uint8Array, value: Uint8Array): Promise<void> {
   const v = decode(value, RECORD_LIMITS);
   if (!Array.isArray(v) || v.length !== 4) throw new Error('announcement: expected 4 fields');
   const [peer, addrs, timeMs, sig] = v as readonly CborValue[];
@@ -134,7 +134,7 @@ async function validateAnnouncement(key: Uint8Array, value: Uint8Array): Promise
   }
 }
 
-function selectAnnouncement(_key: Uint8Array, records: Uint8Array[]): number {
+export function selectAnnouncement(_key: Uint8Array, records: Uint8Array[]): number {
   let best = 0;
   let bestTime = -1;
   records.forEach((r, i) => {
