@@ -12,7 +12,7 @@
  *             "floorGossipsubOpsPerSec","floorWsOpsPerSec"}
  */
 import os from 'node:os';
-import { webCryptoEd25519 } from '../shared/src/crypto/ed25519-webcrypto.js';
+import { nodeEd25519 } from '../shared/src/crypto/ed25519.node.js';
 import { nodeAead } from '../shared/src/crypto/aead.node.js';
 import { nodeSha256 } from '../shared/src/crypto/sha256.node.js';
 import { topicId } from '../shared/src/crypto/sha256.js';
@@ -82,7 +82,7 @@ async function catchUp(target: ConclaveTarget, n: number): Promise<{ sec: number
     storage,
     keys: group,
     membership: group,
-    ed25519: webCryptoEd25519(),
+    ed25519: nodeEd25519(),
     clock: new ManualClock(1_800_000_000_000),
     rng: webRng,
     aead: nodeAead(),
