@@ -2,11 +2,10 @@ import { wrap } from 'idb';
 import type { DBSchema, IDBPDatabase, IDBPTransaction, StoreNames } from 'idb';
 import { StorageError } from '../ports/storage.js';
 import type { ChunkEntry, ChunkPin, ChunkStore } from './chunkstore.js';
+import { type Bytes, errorName, idbConnection, own, quiet } from '../ports/idb.js';
 
 /** Schema version of the database; bump it with a migration in `openDatabase`. */
 const SCHEMA_VERSION = 1;
-
-type Bytes = Uint8Array<ArrayBuffer>;
 
 interface EntryRecord {
   readonly hash: Bytes;
@@ -38,39 +37,9 @@ interface Schema extends DBSchema {
  * rejects `closed`) when another connection upgrades or deletes the database.
  */
 export async function idbChunkStore(name: string, factory?: IDBFactory): Promise<ChunkStore> {
-  const f = factory ?? (globalThis as { indexedDB?: IDBFactory }).indexedDB;
-  if (f === undefined) throw new StorageError('io', 'IndexedDB is not available here');
-  let opened: IDBPDatabase<Schema>;
-  try {
-    opened = await openDatabase(f, name);
-  } catch (e) {
-    throw toStorageError(e, `opening IndexedDB "${name}"`, false);
-  }
-
-  let current: IDBPDatabase<Schema> | undefined = opened;
-  let closedWhy = 'chunk store is closed';
-  const shut = (why: string): void => {
-    if (current === undefined) return;
-    current.close();
-    current = undefined;
-    closedWhy = why;
-  };
-  opened.addEventListener('versionchange', () => {
-    shut('chunk store was closed: another connection upgrades or deletes the database');
-  });
-  opened.addEventListener('close', () => {
-    shut('chunk store was closed by the browser');
-  });
-
-  async function attempt<T>(what: string, run: (db: IDBPDatabase<Schema>) => Promise<T>): Promise<T> {
-    const db = current;
-    if (db === undefined) throw new StorageError('closed', closedWhy);
-    try {
-      return await run(db);
-    } catch (e) {
-      throw toStorageError(e, what, current !== db);
-    }
-  }
+  const conn = await idbConnection(factory, name, openDatabase, 'chunk store');
+  const attempt = conn.attempt;
+  const shut = conn.shut;
 
   /** Runs `body` in a readwrite transaction over `stores`; aborts it if `body` throws, so nothing is half-written. */
   async function write<S extends StoreNames<Schema>>(
@@ -181,33 +150,6 @@ async function openDatabase(f: IDBFactory, name: string): Promise<IDBPDatabase<S
   const db = await wrap(request);
   if (db === undefined) throw new Error('open returned no database');
   return db as unknown as IDBPDatabase<Schema>;
-}
-
-/** The view's own bytes in a plain ArrayBuffer (no copy when already so). */
-function own(b: Uint8Array): Bytes {
-  return b.buffer instanceof ArrayBuffer && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength
-    ? (b as Bytes)
-    : new Uint8Array(b);
-}
-
-/** Keeps an aborted transaction's pending requests from surfacing as unhandled rejections; callers still await `p`. */
-function quiet<T>(p: Promise<T>): Promise<T> {
-  p.catch(() => undefined);
-  return p;
-}
-
-function errorName(e: unknown): string {
-  return typeof e === 'object' && e !== null && 'name' in e && typeof e.name === 'string' ? e.name : '';
-}
-
-function toStorageError(e: unknown, what: string, closed: boolean): StorageError {
-  if (e instanceof StorageError) return e;
-  const detail = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-  if (errorName(e) === 'QuotaExceededError') {
-    return new StorageError('quota', `${what}: storage quota exhausted (${detail})`, { cause: e });
-  }
-  if (closed) return new StorageError('closed', `${what}: chunk store was closed (${detail})`, { cause: e });
-  return new StorageError('io', `${what} failed (${detail})`, { cause: e });
 }
 
 function readEntry(r: unknown): ChunkEntry {

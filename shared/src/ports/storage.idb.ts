@@ -4,13 +4,12 @@ import { compareBytes } from '../protocol/ids.js';
 import type { OpId, SpaceId } from '../protocol/ids.js';
 import { StorageError } from './storage.js';
 import type { Storage, StoredOp } from './storage.js';
+import { type Bytes, errorName, idbConnection, own, quiet } from './idb.js';
 
 /** Schema version of the database; bump it with a migration in `openDatabase`. */
 const SCHEMA_VERSION = 1;
 /** Ops read per transaction by `listOps`: bounds both memory held and transaction length. */
 const LIST_BATCH = 500;
-
-type Bytes = Uint8Array<ArrayBuffer>;
 
 interface OpRecord {
   readonly space: Bytes;
@@ -67,39 +66,9 @@ export async function idbStorage(
   factory?: IDBFactory,
   options: IdbStorageOptions = {},
 ): Promise<Storage> {
-  const f = factory ?? (globalThis as { indexedDB?: IDBFactory }).indexedDB;
-  if (f === undefined) throw new StorageError('io', 'IndexedDB is not available here');
-  let opened: IDBPDatabase<Schema>;
-  try {
-    opened = await openDatabase(f, name);
-  } catch (e) {
-    throw toStorageError(e, `opening IndexedDB "${name}"`, false);
-  }
-
-  let current: IDBPDatabase<Schema> | undefined = opened;
-  let closedWhy = 'storage is closed';
-  const shut = (why: string): void => {
-    if (current === undefined) return;
-    current.close();
-    current = undefined;
-    closedWhy = why;
-  };
-  opened.addEventListener('versionchange', () => {
-    shut('storage was closed: another connection upgrades or deletes the database');
-  });
-  opened.addEventListener('close', () => {
-    shut('storage was closed by the browser');
-  });
-
-  async function attempt<T>(what: string, run: (db: IDBPDatabase<Schema>) => Promise<T>): Promise<T> {
-    const db = current;
-    if (db === undefined) throw new StorageError('closed', closedWhy);
-    try {
-      return await run(db);
-    } catch (e) {
-      throw toStorageError(e, what, current !== db);
-    }
-  }
+  const conn = await idbConnection(factory, name, openDatabase, 'storage');
+  const attempt = conn.attempt;
+  const shut = conn.shut;
 
   return {
     putOp: (space, op, heads) =>
@@ -225,37 +194,6 @@ async function openDatabase(f: IDBFactory, name: string): Promise<IDBPDatabase<S
   const db = await wrap(request);
   if (db === undefined) throw new Error('open returned no database');
   return db as unknown as IDBPDatabase<Schema>;
-}
-
-/**
- * The view's own bytes in a plain ArrayBuffer: structured clone would otherwise store the
- * whole underlying buffer, and IndexedDB rejects shared memory. No copy when already so.
- */
-function own(b: Uint8Array): Bytes {
-  return b.buffer instanceof ArrayBuffer && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength
-    ? (b as Bytes)
-    : new Uint8Array(b);
-}
-
-/** Keeps an aborted transaction's pending requests from surfacing as unhandled rejections; callers still await `p`. */
-function quiet<T>(p: Promise<T>): Promise<T> {
-  p.catch(() => undefined);
-  return p;
-}
-
-function errorName(e: unknown): string {
-  return typeof e === 'object' && e !== null && 'name' in e && typeof e.name === 'string' ? e.name : '';
-}
-
-function toStorageError(e: unknown, what: string, closed: boolean): StorageError {
-  if (e instanceof StorageError) return e;
-  const name = errorName(e);
-  const detail = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-  if (name === 'QuotaExceededError') {
-    return new StorageError('quota', `${what}: storage quota exhausted (${detail})`, { cause: e });
-  }
-  if (closed) return new StorageError('closed', `${what}: storage was closed (${detail})`, { cause: e });
-  return new StorageError('io', `${what} failed (${detail})`, { cause: e });
 }
 
 function readOp(r: unknown): StoredOp {
