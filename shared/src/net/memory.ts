@@ -291,7 +291,8 @@ class MemorySubscription implements Subscription {
         if (message === undefined) {
           if (!this.live) {
             this.live = true;
-            this.handler.onLive?.(this.next - 1);
+            // The relay's last seq, as a real relay reports it (below the cursor after a reset).
+            this.handler.onLive?.(this.log.length);
           }
           return;
         }

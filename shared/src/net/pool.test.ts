@@ -387,6 +387,25 @@ describe('RelayPool: follow', () => {
     expect(second.caughtUp).toBe(1);
   });
 
+  it('starts over at a relay whose mailbox is shorter than the saved cursor (its data was lost)', async () => {
+    const { timers, relays, connector, makePool } = setup(1);
+    const r1 = relayAt(relays, 0);
+    for (const m of ['m1', 'm2', 'm3']) r1.inject(TOPIC, text(m));
+    const storage = memoryStorage();
+    const first = collect(await makePool(storage));
+    await settle();
+    expect(first.got).toEqual(['m1', 'm2', 'm3']);
+    expect(str(await storage.getMeta(`cursor/relay1/${toHex(TOPIC)}`))).toBe('3');
+    // The operator wiped the relay: a new one answers at the same address, with one message.
+    r1.down();
+    const wiped = new MemoryRelay('relay1', { schedule: timers.schedule });
+    connector.add(r1.address, wiped);
+    wiped.inject(TOPIC, text('n1'));
+    await timers.advance(RECONNECT_MAX_MS);
+    expect(first.got).toEqual(['m1', 'm2', 'm3', 'n1']);
+    expect(str(await storage.getMeta(`cursor/relay1/${toHex(TOPIC)}`))).toBe('1');
+  });
+
   it('resubscribes from the cursor after a relay dropped it as slow: nothing missed, nothing twice', async () => {
     const { relays, makePool } = setup(1);
     const r1 = relayAt(relays, 0);

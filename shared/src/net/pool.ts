@@ -689,7 +689,8 @@ export class RelayPool implements Mailbox {
   /** Writes the cursor's value unless a write is running; that write writes again when it is done. */
   private saveCursor(c: Cursor): Promise<void> {
     if (c.saving !== undefined) return c.saving;
-    if (c.value <= c.saved) return Promise.resolve();
+    // Any change is written (a cursor moves back when a relay lost its data).
+    if (c.value === c.saved) return Promise.resolve();
     const value = c.value;
     c.saving = this.storage.putMeta(c.key, cursorBytes(value)).then(
       () => {
@@ -752,8 +753,18 @@ export class RelayPool implements Mailbox {
         feed.busy = delivery;
         return delivery;
       },
-      onLive: () => {
+      onLive: (lastSeq) => {
         if (feed.ended) return;
+        if (lastSeq < feed.cursor.value) {
+          // The relay's mailbox is shorter than the cursor: its data was lost or replaced.
+          // Start over from its beginning; what comes again is deduplicated.
+          feed.cursor.value = 0;
+          void this.saveCursor(feed.cursor);
+          feed.closing = true;
+          feed.sub?.close();
+          this.resubscribeLater(f, r);
+          return;
+        }
         feed.live = true;
         f.retries.delete(r);
         this.updateLive(f);
