@@ -2,7 +2,7 @@ import { wrap } from 'idb';
 import type { DBSchema, IDBPDatabase, IDBPTransaction, StoreNames } from 'idb';
 import { StorageError } from '../ports/storage.js';
 import type { ChunkEntry, ChunkPin, ChunkStore } from './chunkstore.js';
-import { type Bytes, errorName, idbConnection, own, quiet } from '../ports/idb.js';
+import { type Bytes, abortAndThrow, idbConnection, own, quiet } from '../ports/idb.js';
 
 /** Schema version of the database; bump it with a migration in `openDatabase`. */
 const SCHEMA_VERSION = 1;
@@ -53,16 +53,7 @@ export async function idbChunkStore(name: string, factory?: IDBFactory): Promise
       await body(tx);
       await done;
     } catch (e) {
-      try {
-        tx.abort();
-      } catch {
-        // Already finished.
-      }
-      const txError = await done.then(
-        () => undefined,
-        (x: unknown) => x,
-      );
-      throw errorName(txError) === 'QuotaExceededError' ? txError : e;
+      await abortAndThrow(tx, done, e);
     }
   }
 

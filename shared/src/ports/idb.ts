@@ -39,6 +39,28 @@ export function toStorageError(e: unknown, what: string, closed: boolean, label:
   return new StorageError('io', `${what} failed (${detail})`, { cause: e });
 }
 
+/**
+ * After `e` was thrown inside a readwrite transaction: aborts it (an exception between two
+ * requests would otherwise let it commit the first) and throws the transaction's quota error
+ * when that is what failed, else `e`. `done` is the transaction's `quiet(tx.done)`.
+ */
+export async function abortAndThrow(
+  tx: { abort(): void },
+  done: Promise<unknown>,
+  e: unknown,
+): Promise<never> {
+  try {
+    tx.abort();
+  } catch {
+    // Already finished.
+  }
+  const txError = await done.then(
+    () => undefined,
+    (x: unknown) => x,
+  );
+  throw errorName(txError) === 'QuotaExceededError' ? txError : e;
+}
+
 export interface IdbConnection<DB> {
   /** Runs `run` on the open connection; rejects `closed` once it is gone, and maps failures. */
   readonly attempt: <T>(what: string, run: (db: IDBPDatabase<DB>) => Promise<T>) => Promise<T>;

@@ -4,7 +4,7 @@ import { compareBytes } from '../protocol/ids.js';
 import type { OpId, SpaceId } from '../protocol/ids.js';
 import { StorageError } from './storage.js';
 import type { Storage, StoredOp } from './storage.js';
-import { type Bytes, errorName, idbConnection, own, quiet } from './idb.js';
+import { type Bytes, abortAndThrow, idbConnection, own, quiet } from './idb.js';
 
 /** Schema version of the database; bump it with a migration in `openDatabase`. */
 const SCHEMA_VERSION = 1;
@@ -98,17 +98,7 @@ export async function idbStorage(
           await Promise.all([added, put, done]);
           return true;
         } catch (e) {
-          // An exception between two requests would otherwise let the transaction commit the first.
-          try {
-            tx.abort();
-          } catch {
-            // Already finished.
-          }
-          const txError = await done.then(
-            () => undefined,
-            (x: unknown) => x,
-          );
-          throw errorName(txError) === 'QuotaExceededError' ? txError : e;
+          return abortAndThrow(tx, done, e);
         }
       }),
 
