@@ -26,7 +26,7 @@ import { ManualClock, TestGroup, makeIdentities, seededRng, testReplica, testSpa
 const NUM_RUNS = Number(process.env.CONVERGENCE_RUNS ?? 200);
 /** Kinds written across all runs, with how many were accepted by their author's replica. */
 const tally = new Map<OpKind, { written: number; accepted: number }>();
-const ACTIONS = 22;
+const ACTIONS = 23;
 
 interface Step {
   readonly t: 'write' | 'sync' | 'tick';
@@ -334,6 +334,10 @@ async function run(s: Scenario): Promise<void> {
         else await act(au, { ...st, action: 13 });
         break;
       }
+      case 22:
+        // Concurrent renames: the latest in the total order is the name on every replica.
+        await write(au, 'SetProfile', { name: st.text });
+        break;
     }
   }
 

@@ -185,6 +185,8 @@ export class SpaceState {
   private readonly threads = new Map<string, ThreadCreate[]>();
   /** Moderator deletes of others' posts, for the audit log. */
   private readonly modDeletes: number[] = [];
+  /** Each user's display name: the SetProfile latest in the total order. */
+  private readonly profiles = new Map<number, { idx: number; name: string }>();
   private readonly deleteMeta = new Map<number, { sig: Uint8Array; epoch: EpochRef; target: number }>();
   /** One string per channel and thread id, shared by every post that names it. */
   private readonly idStrings = new Map<string, string>();
@@ -333,6 +335,7 @@ export class SpaceState {
         return undefined;
       }
       case 'KeyHistory':
+      case 'SetProfile':
         return undefined;
       case 'CreateThread': {
         const ch = auth.channels.get(bytesKey(op.body.channel));
@@ -509,6 +512,12 @@ export class SpaceState {
         }
         case 'KeyHistory':
           break;
+        case 'SetProfile': {
+          const was = this.profiles.get(user);
+          if (was === undefined || this.table.compare(was.idx, idx) < 0)
+            this.profiles.set(user, { idx, name: op.body.name });
+          break;
+        }
       }
     }
     return { idx, late };
@@ -738,6 +747,17 @@ export class SpaceState {
     };
   }
 
+  /** The display name `user` chose in this Space, if any. */
+  nameOf(user: UserId): string | undefined {
+    const u = this.table.users.get(bytesKey(user));
+    return u === undefined ? undefined : this.profiles.get(u)?.name;
+  }
+
+  /** Every user who set a display name, with it. */
+  profileNames(): { user: UserId; name: string }[] {
+    return [...this.profiles].map(([u, p]) => ({ user: this.userId(u), name: p.name }));
+  }
+
   roleOf(user: UserId): 'admin' | 'moderator' | 'member' {
     // `current()` first: computing it interns the users its ops name.
     const auth = this.current();
@@ -905,6 +925,7 @@ export class SpaceState {
         i.uses,
       ]),
       this.auditLog().map((a) => [a.opId, a.kind, a.author, a.target, a.reason]),
+      byKey(this.profileNames(), (p) => p.user).map((p) => [p.user, p.name]),
     ];
     return encode(value);
   }

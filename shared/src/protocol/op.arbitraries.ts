@@ -201,6 +201,7 @@ const BODY_ARBS: { readonly [K in OpKind]: () => fc.Arbitrary<Bodies[K]> } = {
       historyVisibility: nullable(fc.constantFrom('all', 'sinceJoin')),
     }),
   KeyHistory: () => record({ recipient: arbUser(), payload: arbVarBytes(MAX_KEY_HISTORY_BYTES) }),
+  SetProfile: () => record({ name: arbText(MAX_NAME_BYTES) }),
 };
 
 /** A valid body of `kind`. */

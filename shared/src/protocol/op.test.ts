@@ -216,6 +216,7 @@ const BODY_FIELDS: { readonly [K in OpKind]: readonly Field[] } = {
   Timeout: ['key', 'uint', 'text'],
   SetSpaceSettings: ['text?', 'text?', 'enum?'],
   KeyHistory: ['key', 'bytes'],
+  SetProfile: ['text'],
 };
 
 const HEADER_FIELDS: readonly (readonly [string, readonly number[], Field])[] = [

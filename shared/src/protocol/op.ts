@@ -123,6 +123,8 @@ export interface Bodies {
   };
   /** Past epoch keys for one new member, encrypted by MLS to the new epoch (section 6.2). */
   KeyHistory: { recipient: UserId; payload: Uint8Array };
+  /** The author's display name in this Space (the latest in the total order wins). */
+  SetProfile: { name: string };
 }
 
 export type OpKind = keyof Bodies;
@@ -149,6 +151,7 @@ export const KIND_CODES: { readonly [K in OpKind]: number } = {
   SetSpaceSettings: 18,
   KeyHistory: 19,
   Admit: 20,
+  SetProfile: 21,
 };
 
 export const OP_KINDS = Object.keys(KIND_CODES) as OpKind[];
@@ -410,6 +413,7 @@ export const BODY_CODECS: BodyCodecs = {
     encode: (b) => [b.recipient, b.payload],
     decode: (f) => ({ recipient: user(f[0]), payload: varBytes(f[1], MAX_KEY_HISTORY_BYTES, 'payload') }),
   },
+  SetProfile: { fields: 1, encode: (b) => [b.name], decode: (f) => ({ name: name(f[0]) }) },
 };
 
 function encodeBody(op: UnsignedOp): CborValue[] {
