@@ -20,6 +20,8 @@ export interface SpaceSyncOptions {
   readonly onHandshake?: (message: Uint8Array) => void | Promise<void>;
   /** Every pipeline outcome of a received op (for status and tests). */
   readonly onOutcome?: (outcome: AcceptOutcome) => void;
+  /** Every connected relay delivered its backlog of the Space's mailbox (again after each reconnect). */
+  readonly onCaughtUp?: () => void;
   /** Errors of the repair path (the relays could not be asked). */
   readonly onError?: (error: unknown) => void;
 }
@@ -73,6 +75,7 @@ export class SpaceSync {
         }
       },
       onError: (e) => this.o.onError?.(e),
+      ...(this.o.onCaughtUp === undefined ? {} : { onCaughtUp: this.o.onCaughtUp }),
     });
     return this.following;
   }

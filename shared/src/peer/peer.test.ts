@@ -1,0 +1,146 @@
+/**
+ * The Peer over in-memory relays and storage: a Space created, joined by invite, posted in,
+ * moderated, and every device reopened from its storage between steps.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { testEd25519 } from '../core/testkit.js';
+import { parseInviteLink } from '../mls/invite.js';
+import { MemoryConnector, MemoryRelay } from '../net/memory.js';
+import { webCryptoAead } from '../ports/aead.js';
+import { systemClock, webRng } from '../ports/env.js';
+import type { Storage } from '../ports/storage.js';
+import { memoryStorage } from '../ports/storage.memory.js';
+import type { ChannelId, SpaceId } from '../protocol/index.js';
+import { type IdentitySecrets, createSecrets } from './identity.js';
+import { Peer, PeerError } from './peer.js';
+
+const relay = new MemoryRelay('relay-a');
+const open: Peer[] = [];
+
+interface Person {
+  readonly name: string;
+  readonly secrets: IdentitySecrets;
+  readonly storage: Storage;
+  readonly connector: MemoryConnector;
+}
+
+async function person(name: string): Promise<Person> {
+  const secrets = await createSecrets({ ed25519: testEd25519(), clock: systemClock, rng: webRng }, name);
+  return { name, secrets, storage: memoryStorage(), connector: new MemoryConnector([relay]) };
+}
+
+async function peerOf(p: Person, relays = [relay.address]): Promise<Peer> {
+  const peer = await Peer.open({
+    secrets: p.secrets,
+    storage: p.storage,
+    connector: p.connector,
+    relays,
+    onEvent: (e) => {
+      if (process.env.PEER_DEBUG === '1')
+        console.log(
+          p.name,
+          JSON.stringify(e, (_k, v: unknown) => (v instanceof Uint8Array ? v.length : v)),
+        );
+    },
+    ed25519: testEd25519(),
+    aead: webCryptoAead(),
+    clock: systemClock,
+    rng: webRng,
+  });
+  open.push(peer);
+  return peer;
+}
+
+afterEach(async () => {
+  for (const p of open.splice(0)) await p.close();
+});
+
+describe('Peer', () => {
+  it('creates a Space, admits a member by invite, and both read each other after restarts', async () => {
+    const alice = await person('Alice');
+    const bob = await person('Bob');
+    let a = await peerOf(alice);
+    await a.goOnline();
+    const { spaceId } = await a.createSpace('Book club');
+    const { channelId } = await a.createChannel(spaceId, 'general', 'chat');
+    const first = await a.post(spaceId, channelId, 'hello from Alice');
+    expect(first.status).toBe('sent');
+    const inv = await a.createInvite(spaceId, {
+      role: 'member',
+      expiresAtMs: Date.now() + 60_000,
+      maxUses: 1,
+    });
+    const parsed = parseInviteLink(inv.link);
+    if (!parsed.ok) throw new Error(parsed.message);
+
+    let b = await peerOf(bob);
+    expect((await b.join(parsed.link, 0)).status).toBe('pending');
+    const report = await a.sync();
+    expect(report.admitted).toBe(1);
+    await b.close();
+    b = await peerOf(bob);
+    const s = await b.sync(5_000);
+    expect(s.joined).toHaveLength(1);
+    expect(b.spaces()).toEqual([{ spaceId, name: 'Book club', role: 'member', status: 'member' }]);
+    expect(
+      b
+        .state(spaceId)
+        .postsIn(channelId, null)
+        .map((p) => p.text),
+    ).toEqual(['hello from Alice']);
+
+    await b.post(spaceId, channelId, 'hi Alice');
+    await a.close();
+    a = await peerOf(alice);
+    await a.sync();
+    const texts = a
+      .state(spaceId)
+      .postsIn(channelId, null)
+      .map((p) => p.text);
+    expect(texts).toEqual(['hello from Alice', 'hi Alice']);
+    const members = a.members(spaceId);
+    expect(members.map((m) => [m.name, m.status]).sort()).toEqual([
+      ['Alice', 'member'],
+      ['Bob', 'member'],
+    ]);
+
+    // Kicked: Bob's device learns it, and cannot write any more.
+    await a.remove(spaceId, b.userId, { ban: false });
+    await b.sync();
+    expect(b.spaces()[0]?.status).toBe('removed');
+    await expect(b.post(spaceId, channelId, 'still here?')).rejects.toMatchObject({ code: 'removed' });
+    expect(a.members(spaceId).find((m) => m.name === 'Bob')?.status).toBe('removed');
+    const audit = await a.audit(spaceId);
+    expect(audit.entries.map((e) => e.kind)).toContain('RemoveMember');
+    expect(audit.entries.every((e) => e.signatureValid)).toBe(true);
+  });
+
+  it('queues a post while no relay is reachable and sends it on the next sync', async () => {
+    const carol = await person('Carol');
+    const c = await peerOf(carol);
+    await c.goOnline();
+    const { spaceId } = await c.createSpace('Offline');
+    const { channelId } = await c.createChannel(spaceId, 'chat', 'chat');
+    relay.down();
+    const r = await c.post(spaceId, channelId, 'written offline');
+    expect(r.status).toBe('queued');
+    expect(c.network.outbox).toBeGreaterThan(0);
+    relay.up();
+    await c.close();
+    const again = await peerOf(carol);
+    const s = await again.sync();
+    expect(s.outboxLeft).toBe(0);
+  });
+
+  it('refuses unknown ids with a typed error and changes nothing', async () => {
+    const dave = await person('Dave');
+    const d = await peerOf(dave, []);
+    expect(() => d.state(new Uint8Array(16) as SpaceId)).toThrow(PeerError);
+    await expect(d.sync()).rejects.toMatchObject({ code: 'offline' });
+    const { spaceId } = await d.createSpace('Local');
+    await expect(d.post(spaceId, new Uint8Array(16) as ChannelId, 'x')).rejects.toMatchObject({
+      code: 'unknown',
+    });
+    expect(d.state(spaceId).allPosts()).toHaveLength(0);
+  });
+});
