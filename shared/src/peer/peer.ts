@@ -9,7 +9,7 @@
  * `sent` means a relay holds it, `queued` that it waits for one. Errors are `PeerError`s with a
  * code a face can map to its own terms.
  */
-import { uploadBlob, downloadBlob, type BlobRef } from '../blob/blob.js';
+import { type BlobRef, downloadBlob, pinBlob, uploadBlob } from '../blob/blob.js';
 import type { BlobCache } from '../blob/cache.js';
 import type { AcceptOutcome, AcceptedEvent } from '../core/replica.js';
 import { SpaceReplica } from '../core/replica.js';
@@ -688,6 +688,22 @@ export class Peer {
     };
   }
 
+  /**
+   * Brings `space` (or every Space) up to date from the relays: the backlog of its mailbox and
+   * its membership changes. `false` when no relay is connected (the local state stands).
+   */
+  async catchUp(space?: SpaceId): Promise<boolean> {
+    if (this.o.relays.length === 0 || !(await this.goOnline())) return false;
+    const hosts = space === undefined ? [...this.hosts.values()] : [this.hostOf(space)];
+    for (const h of hosts) {
+      if (this.device.group(h.space) === undefined) continue;
+      await this.caughtUp(h);
+      await this.mls(h, () => follow(h.ctx));
+      await h.sync.idle();
+    }
+    return true;
+  }
+
   /** Answers the join requests of `space` that this device may admit. */
   async admit(h: Host): Promise<AdmissionReport[]> {
     const reports = await this.mls(h, () => admitWaiting(h.ctx));
@@ -707,6 +723,41 @@ export class Peer {
       n += (await this.admit(h)).filter((r) => r.kind === 'admitted').length;
     }
     return n;
+  }
+
+  /**
+   * Pins every attachment of every Space in the device's cache (fetched and verified once, then
+   * kept whatever the quota): what a device that stays online (`serve`) keeps for the others.
+   * Resolves with the number newly pinned; a blob the relays lack is skipped and tried again
+   * on the next call.
+   */
+  async pinAttachments(): Promise<number> {
+    const cache = this.o.blobs;
+    if (cache === undefined || !this.isOnline()) return 0;
+    let n = 0;
+    for (const h of this.hosts.values()) {
+      for (const post of h.replica.state.allPosts()) {
+        for (const ref of post.attachments) {
+          if (post.deleted || cache.isPinned(ref.hash)) continue;
+          try {
+            await pinBlob(ref, relayBlobTransport(this.pool), { aead: this.o.aead, cache });
+            n++;
+          } catch (e) {
+            this.emit({ kind: 'error', space: h.space, message: `attachment not pinned: ${String(e)}` });
+          }
+        }
+      }
+    }
+    return n;
+  }
+
+  /** What a device that stays online does now and then: admit, send, retry held ops, pin. */
+  async serveTick(): Promise<void> {
+    if (!this.isOnline()) return;
+    await this.admitAll();
+    for (const h of this.hosts.values()) await h.replica.retryHeld();
+    await this.pool.flush();
+    await this.pinAttachments();
   }
 
   /** Keeps an eye on every invite's mailbox of every Space: a request arriving runs `admit`. */
