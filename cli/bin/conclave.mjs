@@ -1,13 +1,16 @@
 #!/usr/bin/env node
-// The `conclave` command (package.json "bin"): runs cli/src/main.ts under Node with what the
-// network code needs on Node 20 (`--experimental-websocket`, the Promise.withResolvers
-// polyfill) and tsx to load TypeScript. Signals are passed on; the exit code is the command's.
 /* global process */
+// The `conclave` command (package.json "bin"): runs the CLI bundle (built by cli/build.mjs
+// when missing or stale) under Node with what the network code needs on Node 20
+// (`--experimental-websocket`, the Promise.withResolvers polyfill). Signals are passed on; the
+// exit code is the command's.
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureBundle } from '../build.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const bundle = await ensureBundle();
 const child = spawn(
   process.execPath,
   [
@@ -15,9 +18,7 @@ const child = spawn(
     '--no-warnings=ExperimentalWarning',
     '--import',
     join(root, 'scripts/node20.mjs'),
-    '--import',
-    import.meta.resolve('tsx'),
-    join(root, 'cli/src/main.ts'),
+    bundle,
     ...process.argv.slice(2),
   ],
   { stdio: 'inherit', cwd: process.cwd() },

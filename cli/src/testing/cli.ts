@@ -8,14 +8,14 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
+// The bundle cli/build.mjs makes (rebuilt when a source changed): what `conclave` runs.
+const build = (await import(join(ROOT, 'cli/build.mjs'))) as { ensureBundle: () => Promise<string> };
 const NODE_ARGS = [
   '--experimental-websocket',
   '--no-warnings=ExperimentalWarning',
   '--import',
   join(ROOT, 'scripts/node20.mjs'),
-  '--import',
-  'tsx',
-  join(ROOT, 'cli/src/main.ts'),
+  await build.ensureBundle(),
 ];
 
 export interface CliRun {
