@@ -108,13 +108,17 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
         continue;
       }
       const g = (GLOBAL as Record<string, { type: string } | undefined>)[name];
-      if (g === undefined) break;
+      if (g === undefined) {
+        if (wordAt.length === 0)
+          throw usage(`unknown option --${name} (options of a command come after its name)`);
+        break;
+      }
       if (g.type !== 'flag' && !a.includes('=')) i++;
     }
     const words = wordAt.map((i) => argv[i] as string);
     const found = findCommand(words);
     if (found === undefined) {
-      if (argv.includes('--help') || argv.length === 0) {
+      if (words.length === 0 && (argv.includes('--help') || argv.length === 0)) {
         process.stdout.write(`${mainHelp()}\n`);
         return argv.length === 0 ? 1 : 0;
       }
