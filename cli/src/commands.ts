@@ -1081,6 +1081,7 @@ export const COMMANDS: readonly Command[] = [
         else if (e.kind === 'membership') extra = { outcome: e.outcome, epoch: e.epoch };
         else if (e.kind === 'join-refused') extra = { reason: e.reason };
         else if (e.kind === 'error') extra = { message: e.message };
+        else if (e.kind === 'pinned') extra = { blobId: id(e.blob), size: e.size };
         ctx.log(
           ctx.json
             ? JSON.stringify({ ...base, ...extra })
@@ -1103,17 +1104,19 @@ export const COMMANDS: readonly Command[] = [
               : `${new Date().toISOString()} ready: ${first.accepted} new op(s), ${first.admitted} admitted`,
           );
           peer.watchInvites();
-          const pinned = await peer.pinAttachments();
-          if (pinned > 0)
-            ctx.log(
-              ctx.json
-                ? JSON.stringify({ event: 'pinned', count: pinned })
-                : `pinned ${pinned} attachment(s)`,
-            );
+          await peer.pinAttachments();
+          let ticking = false;
           const timer = setInterval(() => {
-            void peer.serveTick().catch((e: unknown) => {
-              ctx.log(JSON.stringify({ event: 'error', message: String(e) }));
-            });
+            if (ticking) return;
+            ticking = true;
+            peer
+              .serveTick()
+              .catch((e: unknown) => {
+                line({ kind: 'error', space: undefined, message: String(e) });
+              })
+              .finally(() => {
+                ticking = false;
+              });
           }, 2_000);
           await ctx.stopped;
           clearInterval(timer);

@@ -179,13 +179,29 @@ describe('a community run from the command line', () => {
     expect(readFileSync(out).equals(attachment)).toBe(true);
   });
 
-  it('mutes and unmutes with the mute shown to members', async () => {
+  it('roles assigned and revoked, mutes and unmutes, shown to members', async () => {
+    json(await as.alice(['role', 'assign', 'Guild', 'Bob', 'admin']));
+    const roles = json<{ members: { name: string; roles: string[] }[] }>(await as.john(['members', 'Guild']));
+    expect(roles.members.find((m) => m.name === 'Bob')?.roles).toEqual(
+      expect.arrayContaining(['admin', 'moderator']),
+    );
+    json(await as.alice(['role', 'revoke', 'Guild', ids.bob, 'admin']));
+    // John may not give himself roles: refused by the Space's rules (exit 2).
+    const self = await as.john(['role', 'assign', 'Guild', 'John', 'moderator']);
+    expect(self.code).toBe(2);
+    expect(self.json).toMatchObject({ error: { code: 'refused' } });
+
     json(await as.alice(['mute', 'Guild', 'John', '--for', '1h']));
     const muted = json<{ members: { name: string; mutedUntil: string | null }[] }>(
       await as.bob(['members', 'Guild']),
     );
     expect(muted.members.find((m) => m.name === 'John')?.mutedUntil).toMatch(/^\d{4}-/);
     json(await as.alice(['unmute', 'Guild', 'John']));
+    const after = json<{ members: { name: string; roles: string[]; mutedUntil: string | null }[] }>(
+      await as.bob(['members', 'Guild']),
+    );
+    expect(after.members.find((m) => m.name === 'John')?.mutedUntil).toBeNull();
+    expect(after.members.find((m) => m.name === 'Bob')?.roles).not.toContain('admin');
   });
 
   it('John’s posts racing his kick: seen before it, written before it but late, and after it', async () => {

@@ -50,6 +50,46 @@ describe('two relays on the backbone', () => {
   });
 });
 
+describe('a relay that restarts', () => {
+  const dirs = [tempDir(), tempDir()];
+  let r1: SpawnedRelay;
+  let r2: SpawnedRelay;
+  let writer: RelayConnector;
+  let reader: RelayConnector;
+  beforeAll(async () => {
+    r1 = await spawnRelay({ dataDir: dirs[0]?.dir });
+    r2 = await spawnRelay({ dataDir: dirs[1]?.dir, bootstrap: [r1.multiaddr] });
+    writer = await libp2pConnector();
+    reader = await libp2pConnector();
+  });
+  afterAll(async () => {
+    await writer.stop();
+    await reader.stop();
+    await r1.stop();
+    await r2.stop();
+    for (const d of dirs) d.cleanup();
+  });
+
+  it('is found again by the relay that bootstrapped from it, and replication resumes', async () => {
+    const port = Number(/\/tcp\/(\d+)\//.exec(r1.multiaddr)?.[1]);
+    await r1.stop();
+    r1 = await spawnRelay({ dataDir: dirs[0]?.dir, port });
+    // Relay B dials relay A again on its own (backoff from 0.5 s), and says so in its log.
+    await until(() => reconnected(r2), 'relay B to reconnect to relay A');
+    const addr = address(9);
+    const la = await writer.connect(r1.multiaddr);
+    for (let i = 0; i < 20; i++) await la.append(addr, message(9, i, 300));
+    const lb = await reader.connect(r2.multiaddr);
+    const got = await collect(lb, addr, 20);
+    expect(got.messages.map(indexOf).sort((x, y) => x - y)).toEqual(range(20));
+  });
+});
+
+/** Whether the relay logged that it reached a lost or bootstrap relay again. */
+function reconnected(r: SpawnedRelay): Promise<boolean> {
+  return Promise.resolve(r.logs.some((l) => l.includes('relay reconnected"')));
+}
+
 describe('three relays in one DHT', () => {
   const dirs = [tempDir(), tempDir(), tempDir()];
   const relays: SpawnedRelay[] = [];

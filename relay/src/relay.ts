@@ -55,6 +55,10 @@ const DHT_QUERY_MS = 5_000;
 const PULL_PAGE = 512;
 /** Open streams per connection for each Conclave protocol (one session each is normal). */
 const STREAMS_PER_PROTOCOL = 8;
+/** Milliseconds between attempts to reach a lost relay or a bootstrap relay, at most. */
+const RELAY_REDIAL_MAX_MS = 30_000;
+/** Milliseconds after which a relay that stays unreachable is no longer dialled. */
+const RELAY_FORGET_MS = 60 * 60_000;
 
 export interface Relay {
   readonly peerId: string;
@@ -274,8 +278,18 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
       closestCache.clear();
     }
   });
+  // Relays this one lost its connection to (one restarted, the network broke): dialled again
+  // with backoff, so the backbone and the replica sets re-form without an operator.
+  const lost = new Map<string, { peer: PeerId; since: number; attempt: number; next: number }>();
   node.addEventListener('peer:disconnect', (evt) => {
-    if (relays.delete(evt.detail.toString())) closestCache.clear();
+    const k = evt.detail.toString();
+    if (relays.delete(k)) {
+      closestCache.clear();
+      if (!stopping) lost.set(k, { peer: evt.detail, since: Date.now(), attempt: 0, next: Date.now() + 500 });
+    }
+  });
+  node.addEventListener('peer:connect', (evt) => {
+    lost.delete(evt.detail.toString());
   });
   const isRelay = (peer: string): boolean => relays.has(peer);
   /** The `replicas` relays closest to `key`, this one included when it is among them. */
@@ -557,6 +571,51 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
     }
   }
 
+  const bootstrapAt = new Map<string, { attempt: number; next: number }>();
+  let upkeepBusy = false;
+  const upkeep = async (): Promise<void> => {
+    if (upkeepBusy || stopping) return;
+    upkeepBusy = true;
+    try {
+      const { multiaddr } = await import('@multiformats/multiaddr');
+      const now = Date.now();
+      const backoff = (attempt: number) => now + Math.min(RELAY_REDIAL_MAX_MS, 1000 * 2 ** attempt);
+      for (const [k, l] of lost) {
+        if (now - l.since > RELAY_FORGET_MS) lost.delete(k);
+        else if (l.next <= now && node.getConnections(l.peer).length === 0) {
+          try {
+            await node.dial(l.peer, { signal: AbortSignal.timeout(5_000) });
+            lost.delete(k);
+            log.info({ relay: k }, 'relay reconnected');
+          } catch {
+            l.attempt++;
+            l.next = backoff(l.attempt);
+          }
+        }
+      }
+      for (const addr of config.bootstrap) {
+        const ma = multiaddr(addr);
+        const peer = ma.getComponents().find((c) => c.name === 'p2p')?.value;
+        const b = bootstrapAt.get(addr) ?? { attempt: 0, next: 0 };
+        if (peer === undefined || b.next > now) continue;
+        if (node.getConnections().some((c) => c.remotePeer.toString() === peer)) {
+          bootstrapAt.delete(addr);
+          continue;
+        }
+        try {
+          await node.dial(ma, { signal: AbortSignal.timeout(5_000) });
+          bootstrapAt.delete(addr);
+          log.info({ bootstrap: addr }, 'bootstrap relay reconnected');
+        } catch {
+          bootstrapAt.set(addr, { attempt: b.attempt + 1, next: backoff(b.attempt + 1) });
+        }
+      }
+    } finally {
+      upkeepBusy = false;
+    }
+  };
+  const upkeepTimer = setInterval(() => void upkeep(), 1_000);
+
   const announce = async (): Promise<void> => {
     const addrs = node.getMultiaddrs().map(String);
     const timeMs = Date.now();
@@ -656,6 +715,7 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
       if (stopping) return;
       stopping = true;
       clearInterval(announceTimer);
+      clearInterval(upkeepTimer);
       clearInterval(pruneTimer);
       await new Promise<void>((resolve) => {
         if (server === undefined) resolve();

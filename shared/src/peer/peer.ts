@@ -119,6 +119,8 @@ export type PeerEvent =
       readonly epoch: number;
     }
   | { readonly kind: 'removed'; readonly space: SpaceId }
+  /** An attachment is now kept in the device's cache whatever its quota. */
+  | { readonly kind: 'pinned'; readonly space: SpaceId; readonly blob: Uint8Array; readonly size: number }
   | { readonly kind: 'error'; readonly space: SpaceId | undefined; readonly message: string };
 
 export interface SyncReport {
@@ -742,6 +744,7 @@ export class Peer {
           try {
             await pinBlob(ref, relayBlobTransport(this.pool), { aead: this.o.aead, cache });
             n++;
+            this.emit({ kind: 'pinned', space: h.space, blob: ref.hash, size: ref.size });
           } catch (e) {
             this.emit({ kind: 'error', space: h.space, message: `attachment not pinned: ${String(e)}` });
           }
