@@ -69,7 +69,9 @@ export type PeerErrorCode =
   /** Input out of bounds (a name too long, a file too large). */
   | 'invalid'
   /** No relay could be reached for something that needs one. */
-  | 'offline';
+  | 'offline'
+  /** Something Conclave cannot do yet, refused before it could harm the Space. */
+  | 'unsupported';
 
 export class PeerError extends Error {
   override readonly name = 'PeerError';
@@ -590,7 +592,18 @@ export class Peer {
     return this.write(space, 'Unmute', { user });
   }
 
+  /**
+   * Changes the Space's settings. Hiding the history from new members (`sinceJoin`) is refused
+   * for now: a member admitted without the keys of earlier epochs cannot yet accept the ops
+   * that build on the ones it cannot open, so it would read nothing at all.
+   */
   async setSettings(space: SpaceId, s: Bodies['SetSpaceSettings']) {
+    if (s.historyVisibility === 'sinceJoin') {
+      throw new PeerError(
+        'unsupported',
+        'hiding the history from new members (sinceJoin) is not supported yet: they could not read the Space at all',
+      );
+    }
     return this.write(space, 'SetSpaceSettings', s);
   }
 
