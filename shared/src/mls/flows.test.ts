@@ -3,7 +3,7 @@ import { newId, postBody } from '../core/scenario.js';
 import { ManualClock, testEd25519, testSpaceId } from '../core/testkit.js';
 import { webRng } from '../ports/env.js';
 import { type AppendResult, MailboxError, MemoryMailbox } from '../ports/mailbox.js';
-import { type ChannelId, type InviteId, type InviteRole, bytesKey } from '../protocol/index.js';
+import { type ChannelId, type InviteId, type InviteRole, bytesKey, equalBytes } from '../protocol/index.js';
 import {
   admitWaiting,
   commitChange,
@@ -329,6 +329,38 @@ describe('unban', () => {
     expect((await pollJoin(phone.ctx(w.mailbox), SPACE)).status).toBe('joined');
     expect(phone.group.active).toBe(true);
     expect(phone.group.epoch).toEqual(w.admin.group.epoch);
+  });
+});
+
+describe('a join request sent twice', () => {
+  it('is answered once: a stale copy admits nobody, also after the user was removed and unbanned', async () => {
+    const w = await world(['alice', 'bob', 'carol']);
+    const { link } = await w.invite('alice');
+    await w.admitAll(['bob'], link);
+    await w.settle();
+    await w.admin.write('AssignRole', { user: w.p('bob').identity.user, role: 'moderator' });
+    await w.settle();
+    // Carol's client sends its request again (a retry): two copies in the invite's mailbox.
+    const carol = w.p('carol');
+    await requestJoin(carol.ctx(w.mailbox), link);
+    await requestJoin(carol.ctx(w.mailbox), link);
+    expect(await admitWaiting(w.admin.ctx(w.mailbox))).toEqual([
+      { kind: 'admitted', user: carol.identity.user },
+      { kind: 'skipped', reason: 'already-member' },
+    ]);
+    expect((await pollJoin(carol.ctx(w.mailbox), SPACE)).status).toBe('joined');
+    await w.settle();
+    const user = carol.identity.user;
+    expect((await removeUser(w.admin.ctx(w.mailbox), user, { ban: true, reason: 'spam' })).kind).toBe(
+      'removed',
+    );
+    await w.admin.write('Unban', { user });
+    await w.settle();
+    // Bob, who never answered it himself, sees both copies: the answer at its reply address tells him.
+    const byBob = await admitWaiting(w.p('bob').ctx(w.mailbox));
+    expect(byBob.filter((r) => r.kind === 'admitted')).toEqual([]);
+    expect(byBob).toContainEqual({ kind: 'skipped', reason: 'answered' });
+    expect(w.admin.group.members().some((m) => equalBytes(m.user, user))).toBe(false);
   });
 });
 

@@ -47,6 +47,8 @@ const joinName = (space: SpaceId) => `join/${toHex(space)}`;
 const cursorName = (address: Uint8Array) => `cursor/${toHex(address)}`;
 const admissionName = (replyTo: Uint8Array) => `admission/${toHex(replyTo)}`;
 const welcomeName = (space: SpaceId) => `welcome/${toHex(space)}`;
+/** A join request (by its reply address) this device answered: a copy of it is not answered again. */
+const answeredName = (replyTo: Uint8Array) => `answered/${toHex(replyTo)}`;
 
 function groupOf(ctx: PeerContext): SpaceGroup {
   const g = ctx.device.group(ctx.space);
@@ -301,6 +303,11 @@ export type AdmissionReport =
   | { readonly kind: 'dropped'; readonly reason: 'forged' | 'malformed' }
   /** Its device is a member already: another admitter answered it. */
   | { readonly kind: 'skipped'; readonly reason: 'already-member' }
+  /**
+   * A copy of a request this device answered already (the joiner sent it again): a stale copy
+   * must not admit again someone who was removed since.
+   */
+  | { readonly kind: 'skipped'; readonly reason: 'answered' }
   /** The commit lost its epoch to another; the request is retried on the next call. */
   | { readonly kind: 'retry' };
 
@@ -351,10 +358,19 @@ async function answer(ctx: PeerContext, inviteId: InviteId, bytes: Uint8Array): 
     return complete(ctx, found.invite, request, user, progress);
   }
   if (progress !== undefined) await ctx.device.deleteRecord(record);
+  // A request is answered once: by this device (its record) or by another admitter (an answer
+  // waits at the reply address). A copy sent again must not add its device a second time.
+  {
+    if ((await ctx.device.loadRecord(answeredName(request.replyTo))) !== undefined)
+      return { kind: 'skipped', reason: 'answered' };
+    if ((await ctx.mailbox.read(request.replyTo, 0)).length > 0)
+      return { kind: 'skipped', reason: 'answered' };
+  }
 
   const refuse = async (reason: JoinRefusal, detail: string): Promise<AdmissionReport> => {
     const sealed = await sealJoinAnswer(ctx.aead, ctx.rng, request, { kind: 'refused', reason, detail });
     await ctx.mailbox.append(request.replyTo, sealed);
+    await ctx.device.saveRecord(answeredName(request.replyTo), encode(ctx.clock.now()));
     return { kind: 'refused', reason, user };
   };
   const state = ctx.replica.state;
@@ -400,6 +416,7 @@ async function complete(
     await ctx.device.saveRecord(record, encode([1, sealed]));
   }
   await ctx.mailbox.append(request.replyTo, sealed);
+  await ctx.device.saveRecord(answeredName(request.replyTo), encode(ctx.clock.now()));
   await ctx.device.deleteRecord(record);
   return { kind: 'admitted', user };
 }
