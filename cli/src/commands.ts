@@ -146,9 +146,16 @@ function resolvePost(state: SpaceState, text: string): PostId {
   return post.postId as PostId;
 }
 
-function resolveUser(peer: Peer, space: SpaceId, text: string): UserId {
+/**
+ * A user of the Space by id or display name: a member, or someone removed or banned. `anyone`
+ * (for `ban`) also takes the id of someone who never joined, to keep them out.
+ */
+function resolveUser(peer: Peer, space: SpaceId, text: string, anyone = false): UserId {
   const b = parseId(text, 32);
-  if (b !== undefined) return b as UserId;
+  if (b !== undefined) {
+    if (anyone || peer.members(space).some((m) => equalBytes(m.userId, b))) return b as UserId;
+    throw new CliError('unknown-user', `no user ${text} in this Space`, 1);
+  }
   const named = peer.members(space).filter((m) => m.name === text);
   if (named.length === 1 && named[0] !== undefined) return named[0].userId;
   if (named.length > 1)
@@ -395,9 +402,12 @@ export const COMMANDS: readonly Command[] = [
       noMore(p, 0);
       const out = p.strings.get('out');
       if (out === undefined) throw usage('give --out FILE');
+      if (!ctx.home.hasIdentity())
+        throw new CliError('no-identity', `no identity in ${ctx.home.dir}: nothing to export`, 2);
       const pass = await ctx.passphrases.get('backup');
       if (pass === undefined) throw usage('set CONCLAVE_BACKUP_PASSPHRASE or run on a terminal');
-      return withPeer(ctx, 'no', async (peer) => {
+      ctx.home.lock();
+      try {
         const secrets = await ctx.home.readIdentity(ctx.passphrases, ctx.noPassphrase);
         const sealed = await sealWithPassphrase(encodeBackup(secrets), pass, { aead, rng: webRng });
         try {
@@ -405,8 +415,13 @@ export const COMMANDS: readonly Command[] = [
         } catch (e) {
           throw new CliError('file', `cannot write ${out}: ${(e as Error).message}`, 4);
         }
-        return { json: { userId: id(peer.userId), file: out }, text: `backup written to ${out}` };
-      });
+        const user = (await ed25519.fromSeed(secrets.userSeed)).publicKey;
+        return { json: { userId: id(user), file: out }, text: `backup written to ${out}` };
+      } catch (e) {
+        throw asCliError(e);
+      } finally {
+        ctx.home.unlock();
+      }
     },
   },
   {
@@ -522,7 +537,7 @@ export const COMMANDS: readonly Command[] = [
   },
   {
     name: 'space settings',
-    args: 'SPACE --history all|sinceJoin [--name NAME] [--description TEXT]',
+    args: 'SPACE [--history all] [--name NAME] [--description TEXT]',
     summary: 'change a Space’s settings (admins)',
     options: { history: { type: 'string' }, name: { type: 'string' }, description: { type: 'string' } },
     async run(ctx, p) {
@@ -548,7 +563,7 @@ export const COMMANDS: readonly Command[] = [
   },
   {
     name: 'channel create',
-    args: 'SPACE NAME --type chat|forum [--topic TEXT]',
+    args: 'SPACE NAME [--type chat|forum] [--topic TEXT]',
     summary: 'create a channel (admins)',
     options: { type: { type: 'string' }, topic: { type: 'string' } },
     async run(ctx, p) {
@@ -586,7 +601,7 @@ export const COMMANDS: readonly Command[] = [
   },
   {
     name: 'invite create',
-    args: 'SPACE [--role member|moderator] [--expires DURATION] [--uses N]',
+    args: 'SPACE [--role member|moderator] [--expires DURATION] [--uses N] [--web ORIGIN]',
     summary: 'create an invite link (default: member, 7 days, unlimited uses)',
     options: {
       role: { type: 'string' },
@@ -637,7 +652,7 @@ export const COMMANDS: readonly Command[] = [
   },
   {
     name: 'join',
-    args: 'LINK [--wait SECONDS]',
+    args: 'LINK [--wait DURATION]',
     summary: 'ask to join a Space by invite link; an admin, moderator or the inviter admits you',
     options: waitOpt,
     async run(ctx, p) {
@@ -1024,7 +1039,7 @@ export const COMMANDS: readonly Command[] = [
   },
   {
     name: 'sync',
-    args: '[--wait SECONDS]',
+    args: '[--wait DURATION]',
     summary: 'pull every Space, complete pending joins, admit join requests, flush the outbox',
     options: waitOpt,
     async run(ctx, p) {
@@ -1042,11 +1057,13 @@ export const COMMANDS: readonly Command[] = [
             admitted: r.admitted,
             outboxLeft: r.outboxLeft,
             joined: r.joined.map(id),
+            refused: r.refused.map((x) => ({ spaceId: id(x.space), reason: x.reason })),
             removedFrom,
           };
           const text = [
             `${r.accepted} new op(s), ${r.rejected} refused, ${r.admitted} admitted, ${r.outboxLeft} waiting to send`,
             ...r.joined.map((s) => `joined ${peer.state(s).settings().name} (${id(s)})`),
+            ...r.refused.map((x) => `join of ${id(x.space)} refused: ${x.reason}`),
             ...removedFrom.map((s) => `you were removed from ${s}`),
           ].join('\n');
           return { json: j, text };
@@ -1100,8 +1117,12 @@ export const COMMANDS: readonly Command[] = [
               ? JSON.stringify({
                   at: new Date().toISOString(),
                   event: 'ready',
-                  ...first,
+                  accepted: first.accepted,
+                  rejected: first.rejected,
+                  admitted: first.admitted,
+                  outboxLeft: first.outboxLeft,
                   joined: first.joined.map(id),
+                  refused: first.refused.map((x) => ({ spaceId: id(x.space), reason: x.reason })),
                 })
               : `${new Date().toISOString()} ready: ${first.accepted} new op(s), ${first.admitted} admitted`,
           );

@@ -186,6 +186,16 @@ describe('a community run from the command line', () => {
       expect.arrayContaining(['admin', 'moderator']),
     );
     json(await as.alice(['role', 'revoke', 'Guild', ids.bob, 'admin']));
+    // A user who was never in the Space is not a target (exit 1).
+    const stranger = await as.alice([
+      'role',
+      'assign',
+      'Guild',
+      'zUS517G5965aydkZ46HS38QLi7UQiSojurfbQfKCELFx',
+      'moderator',
+    ]);
+    expect(stranger.code).toBe(1);
+    expect(stranger.json).toMatchObject({ error: { code: 'unknown-user' } });
     // John may not give himself roles: refused by the Space's rules (exit 2).
     const self = await as.john(['role', 'assign', 'Guild', 'John', 'moderator']);
     expect(self.code).toBe(2);
@@ -266,7 +276,13 @@ describe('a community run from the command line', () => {
 
   it('the audit log lists every moderation act with valid signatures, and its export verifies offline', async () => {
     const audit = json<{
-      entries: { kind: string; actor: string; target: string | null; signatureValid: boolean }[];
+      entries: {
+        kind: string;
+        actor: string;
+        target: string | null;
+        reason: string;
+        signatureValid: boolean;
+      }[];
     }>(await as.bob(['audit', 'Guild', '--export', join(dirs.homes.dir, 'audit.json')]));
     const acts = audit.entries.map((e) => [e.kind, e.actor, e.target]);
     expect(acts).toEqual(
@@ -280,6 +296,7 @@ describe('a community run from the command line', () => {
       ]),
     );
     expect(audit.entries.every((e) => e.signatureValid)).toBe(true);
+    expect(audit.entries.find((e) => e.kind === 'DeletePost')?.reason).toBe('spam');
 
     // Verified with no home and no network.
     const verified = await conclave(join(dirs.homes.dir, 'nobody'), [
@@ -290,6 +307,10 @@ describe('a community run from the command line', () => {
     ]);
     expect(verified.code).toBe(0);
     expect(verified.json).toMatchObject({ valid: true, spaceId: ids.space });
+    // The export leaves out invite ops: they hold the secret that lets anyone ask to join.
+    const exported = (verified.json as { entries: { kind: string }[] }).entries.map((e) => e.kind);
+    expect(exported).toContain('RemoveMember');
+    expect(exported).not.toContain('CreateInvite');
 
     // One changed character in one signed op: refused, naming the entry.
     const doc = JSON.parse(readFileSync(join(dirs.homes.dir, 'audit.json'), 'utf8')) as { ops: string[] };

@@ -96,7 +96,8 @@ function passphrases(env: NodeJS.ProcessEnv): PassphraseSource {
 }
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const json = argv.includes('--json');
+  const dashdash = argv.indexOf('--');
+  const json = (dashdash === -1 ? argv : argv.slice(0, dashdash)).includes('--json');
   try {
     // Global options may come anywhere; the words before the command's own options name it.
     const wordAt: number[] = [];

@@ -187,7 +187,10 @@ export class SpaceState {
   private readonly modDeletes: number[] = [];
   /** Each user's display name: the SetProfile latest in the total order. */
   private readonly profiles = new Map<number, { idx: number; name: string }>();
-  private readonly deleteMeta = new Map<number, { sig: Uint8Array; epoch: EpochRef; target: number }>();
+  private readonly deleteMeta = new Map<
+    number,
+    { sig: Uint8Array; epoch: EpochRef; target: number; reason: string }
+  >();
   /** One string per channel and thread id, shared by every post that names it. */
   private readonly idStrings = new Map<string, string>();
   /** For a target op: a later op known to have it in its causal past (shortens ancestry walks). */
@@ -506,7 +509,12 @@ export class SpaceState {
           const target = this.postInPast(bytesKey(op.body.post), deps);
           if (target !== undefined && target.user !== user) {
             this.modDeletes.push(idx);
-            this.deleteMeta.set(idx, { sig: op.sig, epoch: op.epoch, target: target.user });
+            this.deleteMeta.set(idx, {
+              sig: op.sig,
+              epoch: op.epoch,
+              target: target.user,
+              reason: op.body.reason,
+            });
           }
           break;
         }
@@ -844,7 +852,7 @@ export class SpaceState {
           kind: 'DeletePost',
           author: this.userId(this.table.user(idx)),
           target: this.userId(m.target),
-          reason: '',
+          reason: m.reason,
           epoch: m.epoch,
           wallMs: this.table.wallMs(idx),
           sig: m.sig,

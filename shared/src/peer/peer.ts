@@ -55,6 +55,7 @@ import type {
   UserId,
 } from '../protocol/index.js';
 import { bytesKey, equalBytes } from '../protocol/ids.js';
+import { MAX_DESCRIPTION_BYTES, MAX_NAME_BYTES, MAX_POST_TEXT_BYTES } from '../protocol/limits.js';
 import { type IdentitySecrets, unlock } from './identity.js';
 
 export type PeerErrorCode =
@@ -136,6 +137,8 @@ export interface SyncReport {
   readonly outboxLeft: number;
   /** Pending joins that completed. */
   readonly joined: readonly SpaceId[];
+  /** Pending joins the admitter refused (the request is dropped), with the reason it gave. */
+  readonly refused: readonly { readonly space: SpaceId; readonly reason: string }[];
 }
 
 export interface SpaceSummary {
@@ -299,6 +302,8 @@ export class Peer {
 
   /** Creates a Space with this device as its first member and admin. */
   async createSpace(name: string, description = ''): Promise<{ spaceId: SpaceId; status: WriteStatus }> {
+    checkText(name, MAX_NAME_BYTES, 'a Space name', 1);
+    checkText(description, MAX_DESCRIPTION_BYTES, 'a description', 0);
     const space = this.o.rng.randomBytes(16) as SpaceId;
     await this.device.createSpace(space);
     const h = await this.host(space);
@@ -344,6 +349,8 @@ export class Peer {
   // ---------- channels, threads, posts ----------
 
   async createChannel(space: SpaceId, name: string, type: ChannelType, topic = '') {
+    checkText(name, MAX_NAME_BYTES, 'a channel name', 1);
+    checkText(topic, MAX_DESCRIPTION_BYTES, 'a channel topic', 0);
     const channel = this.o.rng.randomBytes(16) as ChannelId;
     const w = await this.write(space, 'CreateChannel', { channel, name, type, topic });
     return { channelId: channel, ...w };
@@ -365,6 +372,10 @@ export class Peer {
       files?: readonly { bytes: Uint8Array; name: string; mime: string }[];
     } = {},
   ): Promise<{ postId: PostId; threadId: ThreadId | null; status: WriteStatus }> {
+    checkText(text, MAX_POST_TEXT_BYTES, 'a post', 0);
+    if (options.title !== undefined) checkText(options.title, MAX_NAME_BYTES, 'a thread title', 1);
+    if (text === '' && (options.files ?? []).length === 0)
+      throw new PeerError('invalid', 'a post needs text or a file');
     const state = this.state(space);
     const ch = state.channels().find((c) => equalBytes(c.channelId, channel));
     if (ch === undefined) throw new PeerError('unknown', 'no such channel in this Space');
@@ -413,6 +424,7 @@ export class Peer {
   }
 
   async editPost(space: SpaceId, post: PostId, text: string) {
+    checkText(text, MAX_POST_TEXT_BYTES, 'a post', 1);
     const p = this.state(space).post(post);
     if (p === undefined || p.deleted) throw new PeerError('unknown', 'no such post');
     if (!equalBytes(p.author, this.userId)) throw new PeerError('refused', 'only the author edits a post');
@@ -420,6 +432,7 @@ export class Peer {
   }
 
   async deletePost(space: SpaceId, post: PostId, reason = '') {
+    checkText(reason, MAX_DESCRIPTION_BYTES, 'a reason', 0);
     const p = this.state(space).post(post);
     if (p === undefined || p.deleted) throw new PeerError('unknown', 'no such post');
     return this.write(space, 'DeletePost', { post, reason });
@@ -571,6 +584,7 @@ export class Peer {
     const inGroup = this.group(space).users.some((u) => equalBytes(u, user));
     if (!inGroup && !options.ban) throw new PeerError('unknown', 'that user is not a member of this Space');
     await this.requireOnline();
+    checkText(options.reason ?? '', MAX_DESCRIPTION_BYTES, 'a reason', 0);
     const r = await this.mls(h, () =>
       removeUser(h.ctx, user, { ban: options.ban, reason: options.reason ?? '' }),
     );
@@ -585,6 +599,7 @@ export class Peer {
   }
 
   async mute(space: SpaceId, user: UserId, untilMs: number | null, reason = '') {
+    checkText(reason, MAX_DESCRIPTION_BYTES, 'a reason', 0);
     return this.write(space, 'Mute', { user, untilMs, reason });
   }
 
@@ -598,6 +613,8 @@ export class Peer {
    * that build on the ones it cannot open, so it would read nothing at all.
    */
   async setSettings(space: SpaceId, s: Bodies['SetSpaceSettings']) {
+    if (s.name !== null) checkText(s.name, MAX_NAME_BYTES, 'a Space name', 1);
+    if (s.description !== null) checkText(s.description, MAX_DESCRIPTION_BYTES, 'a description', 0);
     if (s.historyVisibility === 'sinceJoin') {
       throw new PeerError(
         'unsupported',
@@ -654,7 +671,8 @@ export class Peer {
       const stored = await this.o.storage.getOp(space, e.opId as OpId);
       const check =
         stored === undefined ? undefined : await verifyAuditBundle(this.o.ed25519, space, [stored.op]);
-      if (stored !== undefined) bundle.push(stored.op);
+      // An invite op holds the invite's secret: whoever reads the bundle could join with it.
+      if (stored !== undefined && e.kind !== 'CreateInvite') bundle.push(stored.op);
       entries.push({ ...e, signatureValid: check?.ok === true });
     }
     return { entries, bundle };
@@ -673,13 +691,15 @@ export class Peer {
     await this.requireOnline();
     const before = { ...this.counts };
     const joined: SpaceId[] = [];
+    const refused: { space: SpaceId; reason: string }[] = [];
     const deadline = this.o.clock.now() + waitMs;
     for (;;) {
       for (const j of [...this.joins]) {
         try {
           if ((await this.pollJoin(j.space)) === 'joined') joined.push(j.space);
         } catch (e) {
-          if (!(e instanceof PeerError)) throw e;
+          if (!(e instanceof PeerError) || e.code !== 'invite') throw e;
+          refused.push({ space: j.space, reason: e.message });
         }
       }
       for (const h of this.hosts.values()) {
@@ -700,6 +720,7 @@ export class Peer {
       admitted: this.counts.admitted - before.admitted,
       outboxLeft,
       joined,
+      refused,
     };
   }
 
@@ -770,6 +791,13 @@ export class Peer {
   /** What a device that stays online does now and then: admit, send, retry held ops, pin. */
   async serveTick(): Promise<void> {
     if (!this.isOnline()) return;
+    for (const j of [...this.joins]) {
+      try {
+        await this.pollJoin(j.space);
+      } catch (e) {
+        if (!(e instanceof PeerError) || e.code !== 'invite') throw e;
+      }
+    }
     await this.admitAll();
     for (const h of this.hosts.values()) await h.replica.retryHeld();
     await this.pool.flush();
@@ -971,6 +999,15 @@ export class Peer {
     for (const w of this.watched.values()) await w.close();
     await this.pool.close();
   }
+}
+
+const utf8 = new TextEncoder();
+
+/** Text within the op format's bounds, refused here (`invalid`) rather than by the codec. */
+function checkText(text: string, maxBytes: number, what: string, minChars: number): void {
+  if (text.trim().length < minChars) throw new PeerError('invalid', `${what} cannot be empty`);
+  const n = utf8.encode(text).length;
+  if (n > maxBytes) throw new PeerError('invalid', `${what} is ${n} bytes; at most ${maxBytes}`);
 }
 
 function sleep(ms: number): Promise<void> {
