@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { PostId } from '../protocol/index.js';
-import { createCollab, editCollab } from './collab.js';
+import { createCollab, editCollab, loadAutomerge } from './collab.js';
 import { World, newId } from './scenario.js';
+
+// Automerge loads on first need (collab.ts); these tests call it directly.
+await loadAutomerge();
 
 const paragraphs = Array.from(
   { length: 12 },

@@ -11,7 +11,11 @@ import {
   createCollab,
   editCollab,
   loadCollab,
+  loadAutomerge,
 } from './collab.js';
+
+// Automerge loads on first need (collab.ts); these tests call it directly.
+await loadAutomerge();
 
 const author = (n: number): Uint8Array => new Uint8Array(32).fill(n);
 const ALICE = author(1);

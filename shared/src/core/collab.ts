@@ -28,15 +28,39 @@
  * the same actor id makes replicas keep whichever arrived first. The reducer's total order over
  * ops (section 5) is what settles that case.
  *
- * Hosts: the default `@automerge/automerge` entry loads its wasm synchronously under Node; a
- * browser bundle needs the wasm handled by the bundler (see vite.config.ts).
+ * Loading: Automerge (about 1.1 MB of wasm) is imported on first need, not with the core: call
+ * {@link loadAutomerge} before any function here. The acceptance pipeline does so when an op
+ * carries a collaborative body, so a device that never meets one never loads it (a browser
+ * bundle keeps it in a chunk of its own). The default `@automerge/automerge` entry loads its
+ * wasm under Node; a browser bundle needs the wasm handled by the bundler (see vite.config.ts).
  */
-import * as A from '@automerge/automerge';
+import type * as AM from '@automerge/automerge';
 import { sha256 } from '../crypto/sha256.js';
 import { concatBytes, fromHex, toHex } from '../protocol/ids.js';
 import { MAX_COLLAB_CHANGE_BYTES, MAX_COLLAB_CHANGE_OPS } from '../protocol/limits.js';
 
 export { MAX_COLLAB_CHANGE_OPS };
+
+let A: typeof AM | undefined;
+let loading: Promise<void> | undefined;
+
+/** Loads Automerge once; every other function of this module needs it loaded. */
+export function loadAutomerge(): Promise<void> {
+  loading ??= import('@automerge/automerge').then((m) => {
+    A = m;
+  });
+  return loading;
+}
+
+/** Whether Automerge has been loaded (by {@link loadAutomerge}). */
+export function automergeLoaded(): boolean {
+  return A !== undefined;
+}
+
+function automerge(): typeof AM {
+  if (A === undefined) throw new Error('Automerge is not loaded: await loadAutomerge() first');
+  return A;
+}
 
 interface CollabRoot {
   text: string;
@@ -47,7 +71,7 @@ interface CollabRoot {
  * Treat as opaque outside this module.
  */
 export interface CollabDoc {
-  readonly am: A.Doc<CollabRoot>;
+  readonly am: AM.Doc<CollabRoot>;
   /** The text object's Automerge id (`counter@actor`), fixed by the creation change. */
   readonly textObj: string;
 }
@@ -98,7 +122,7 @@ function u32(n: number): Uint8Array {
   return out;
 }
 
-const sortedHeads = (doc: A.Doc<CollabRoot>): string[] => [...A.getHeads(doc)].sort();
+const sortedHeads = (doc: AM.Doc<CollabRoot>): string[] => [...automerge().getHeads(doc)].sort();
 
 /**
  * The creation change of a collaborative post with `text`, by the device `author` (its id):
@@ -106,10 +130,14 @@ const sortedHeads = (doc: A.Doc<CollabRoot>): string[] => [...A.getHeads(doc)].s
  * checks the result against `MAX_COLLAB_CHANGE_BYTES` (the op codec's limit).
  */
 export function createCollab(text: string, author: Uint8Array): Uint8Array {
-  const doc = A.change(A.init<CollabRoot>({ actor: collabActor(author, [], text) }), { time: 0 }, (d) => {
-    d.text = text;
-  });
-  const change = A.getLastLocalChange(doc);
+  const doc = automerge().change(
+    automerge().init<CollabRoot>({ actor: collabActor(author, [], text) }),
+    { time: 0 },
+    (d) => {
+      d.text = text;
+    },
+  );
+  const change = automerge().getLastLocalChange(doc);
   if (change === undefined) throw new Error('collab: Automerge recorded no creation change');
   return change;
 }
@@ -123,13 +151,13 @@ export function loadCollab(creation: Uint8Array): CollabLoad {
   const bad = { ok: false, reason: 'malformed-doc' } as const;
   if (!withinLimits(creation)) return bad;
   try {
-    const decoded = A.decodeChange(creation);
+    const decoded = automerge().decodeChange(creation);
     if (decoded.deps.length !== 0 || decoded.seq !== 1) return bad;
     const [first, ...rest] = decoded.ops as readonly unknown[];
     const textObj = `${decoded.startOp}@${decoded.actor}`;
     if (!isMakeText(first) || !rest.every((op) => isTextEdit(op, textObj) && !isDelete(op))) return bad;
-    const am = A.load<CollabRoot>(creation);
-    if (typeof am.text !== 'string' || A.getObjectId(am, 'text') !== textObj) return bad;
+    const am = automerge().load<CollabRoot>(creation);
+    if (typeof am.text !== 'string' || automerge().getObjectId(am, 'text') !== textObj) return bad;
     return { ok: true, doc: { am, textObj } };
   } catch {
     return bad;
@@ -154,10 +182,10 @@ export function editCollab(from: Uint8Array | CollabDoc, newText: string, author
   const base = loaded(from);
   if (base.am.text === newText) return { ok: false, reason: 'unchanged' };
   const actor = collabActor(author, sortedHeads(base.am), newText);
-  const am = A.change(A.clone(base.am, { actor }), { time: 0 }, (d) => {
-    A.updateText(d, ['text'], newText);
+  const am = automerge().change(automerge().clone(base.am, { actor }), { time: 0 }, (d) => {
+    automerge().updateText(d, ['text'], newText);
   });
-  const change = A.getLastLocalChange(am);
+  const change = automerge().getLastLocalChange(am);
   if (change === undefined) return { ok: false, reason: 'unchanged' };
   if (!withinLimits(change)) return { ok: false, reason: 'too-large' };
   return { ok: true, change, doc: { am, textObj: base.textObj } };
@@ -171,12 +199,12 @@ export function applyCollabChange(doc: CollabDoc, change: Uint8Array): CollabApp
   const malformed = { ok: false, reason: 'malformed-change' } as const;
   if (!withinLimits(change)) return malformed;
   try {
-    const decoded = A.decodeChange(change);
+    const decoded = automerge().decodeChange(change);
     const ops = decoded.ops as readonly unknown[];
     if (decoded.deps.length === 0 || ops.length === 0) return malformed;
     if (!ops.every((op) => isTextEdit(op, doc.textObj))) return malformed;
-    if (A.hasHeads(doc.am, [decoded.hash])) return { ok: true, doc };
-    if (!A.hasHeads(doc.am, decoded.deps)) return { ok: false, reason: 'missing-deps' };
+    if (automerge().hasHeads(doc.am, [decoded.hash])) return { ok: true, doc };
+    if (!automerge().hasHeads(doc.am, decoded.deps)) return { ok: false, reason: 'missing-deps' };
     const heads = sortedHeads(doc.am);
     const deps = [...decoded.deps].sort();
     if (heads.length !== deps.length || heads.some((h, i) => h !== deps[i])) {
@@ -184,15 +212,15 @@ export function applyCollabChange(doc: CollabDoc, change: Uint8Array): CollabApp
       // not depend on would succeed or fail depending on delivery order. Applied to exactly its
       // causal past, every replica decides alike. (The backend's fork skips building the JS
       // view of that state, which `clone(view(...))` would do: a few ms against half of one.)
-      const past = A.getBackend(doc.am).fork(undefined, decoded.deps);
+      const past = automerge().getBackend(doc.am).fork(undefined, decoded.deps);
       try {
         past.applyChanges([change]);
       } finally {
         past.free();
       }
     }
-    const [am] = A.applyChanges(A.clone(doc.am), [change]);
-    if (!A.hasHeads(am, [decoded.hash]) || typeof am.text !== 'string') return malformed;
+    const [am] = automerge().applyChanges(automerge().clone(doc.am), [change]);
+    if (!automerge().hasHeads(am, [decoded.hash]) || typeof am.text !== 'string') return malformed;
     return { ok: true, doc: { am, textObj: doc.textObj } };
   } catch {
     // Automerge reports bad bytes and dangling references by throwing (a caught PanicError for
@@ -208,7 +236,7 @@ export function applyCollabChange(doc: CollabDoc, change: Uint8Array): CollabApp
 export function collabChangeInfo(change: Uint8Array): { hash: string; deps: readonly string[] } | undefined {
   if (!withinLimits(change)) return undefined;
   try {
-    const decoded = A.decodeChange(change);
+    const decoded = automerge().decodeChange(change);
     return { hash: decoded.hash, deps: decoded.deps };
   } catch {
     return undefined;

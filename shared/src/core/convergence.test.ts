@@ -18,10 +18,13 @@ import {
   bytesKey,
   toHex,
 } from '../protocol/index.js';
-import { createCollab, editCollab } from './collab.js';
+import { createCollab, editCollab, loadAutomerge } from './collab.js';
 import { describeAuth } from './control.js';
 import type { SpaceReplica } from './replica.js';
 import { ManualClock, TestGroup, makeIdentities, seededRng, testReplica, testSpaceId } from './testkit.js';
+
+// Automerge loads on first need (collab.ts); these tests call it directly.
+await loadAutomerge();
 
 const NUM_RUNS = Number(process.env.CONVERGENCE_RUNS ?? 200);
 /** Kinds written across all runs, with how many were accepted by their author's replica. */

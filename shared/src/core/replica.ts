@@ -49,6 +49,7 @@ import { verifyDeviceCert } from '../protocol/identity.js';
 import { sha256, topicId } from '../crypto/sha256.js';
 import { HybridClock, compareHlc } from './hlc.js';
 import { SignatureIndex } from './sigindex.js';
+import { loadAutomerge } from './collab.js';
 import { type CheckReason, SpaceState } from './state.js';
 
 export type RejectReason =
@@ -171,6 +172,7 @@ export class SpaceReplica {
     const r = new SpaceReplica(options);
     for await (const stored of options.storage.listOps(options.space)) {
       const op = decodeOp(stored.op, { views: true });
+      if (carriesCollab(op)) await loadAutomerge();
       const deps = op.deps.map((d) => r.state.table.indexOf(bytesKey(d)));
       if (deps.some((d) => d === undefined)) {
         throw new StorageError('corrupt', 'a stored op precedes one of its deps');
@@ -270,6 +272,8 @@ export class SpaceReplica {
     if (!(await this.o.ed25519.verify(op.author, unsignedBytes(plain), op.sig))) {
       return rejected(opId, 'bad-signature', 'the op signature does not verify');
     }
+    // Automerge is loaded on the first collaborative body, before the reducer needs it.
+    if (carriesCollab(op)) await loadAutomerge();
     return {
       opId,
       key,
@@ -544,6 +548,14 @@ export class SpaceReplica {
     }
     return out;
   }
+}
+
+/** Whether the reducer needs Automerge for this op: a collaborative body or an edit of one. */
+function carriesCollab(op: SignedOp): boolean {
+  return (
+    (op.kind === 'CreatePost' && op.body.collab !== null) ||
+    (op.kind === 'EditPost' && op.body.change !== null)
+  );
 }
 
 function missingOf(h: Held): OpId[] {
