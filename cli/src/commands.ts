@@ -7,7 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { BlobError } from '../../shared/src/blob/errors.js';
 import { verifyAuditBundle } from '../../shared/src/core/audit.js';
-import type { PostView, SpaceState } from '../../shared/src/core/state.js';
+import type { SpaceState } from '../../shared/src/core/state.js';
 import { parseInviteLink } from '../../shared/src/mls/invite.js';
 import { MailboxError } from '../../shared/src/ports/mailbox.js';
 import { NetworkError } from '../../shared/src/ports/network.js';
@@ -21,6 +21,7 @@ import {
   checkDisplayName,
 } from '../../shared/src/peer/identity.js';
 import { type Peer, PeerError, type PeerEvent } from '../../shared/src/peer/peer.js';
+import { channelItems, memberItems, nameIn, postItems } from '../../shared/src/peer/views.js';
 import {
   SecretsError,
   openWithPassphrase,
@@ -34,7 +35,7 @@ import type {
   ThreadId,
   UserId,
 } from '../../shared/src/protocol/index.js';
-import { bytesKey, equalBytes } from '../../shared/src/protocol/ids.js';
+import { equalBytes } from '../../shared/src/protocol/ids.js';
 import { MAX_BLOB_BYTES } from '../../shared/src/blob/limits.js';
 import { fromMultibase, toMultibase } from '../../shared/src/protocol/multibase.js';
 import { toBase64Url, fromBase64Url } from '../../shared/src/protocol/base64url.js';
@@ -164,7 +165,7 @@ function resolveUser(peer: Peer, space: SpaceId, text: string, anyone = false): 
 }
 
 function nameOf(state: SpaceState, user: UserId): string {
-  return state.nameOf(user) ?? id(user).slice(0, 10);
+  return nameIn(state, user);
 }
 
 // ---------- running a peer ----------
@@ -276,38 +277,6 @@ function status(s: 'sent' | 'queued'): string {
 }
 
 // ---------- views ----------
-
-interface PostJson {
-  postId: string;
-  threadId: string | null;
-  title: string | null;
-  author: string;
-  authorName: string;
-  text: string;
-  replyTo: string | null;
-  edited: boolean;
-  deleted: boolean;
-  lateAfterRemoval: boolean;
-  at: string;
-  attachments: { blobId: string; name: string; mime: string; size: number }[];
-}
-
-function postJson(state: SpaceState, p: PostView, title: string | null): PostJson {
-  return {
-    postId: id(p.postId),
-    threadId: p.thread === null ? null : id(p.thread),
-    title,
-    author: id(p.author),
-    authorName: nameOf(state, p.author),
-    text: p.deleted ? '' : p.text,
-    replyTo: p.parent === null ? null : id(p.parent),
-    edited: p.edited,
-    deleted: p.deleted,
-    lateAfterRemoval: p.lateAfterRemoval,
-    at: at(p.wallMs),
-    attachments: p.attachments.map((a) => ({ blobId: id(a.hash), name: a.name, mime: a.mime, size: a.size })),
-  };
-}
 
 const MIME: Readonly<Record<string, string>> = {
   '.png': 'image/png',
@@ -588,10 +557,7 @@ export const COMMANDS: readonly Command[] = [
     async run(ctx, p) {
       noMore(p, 1);
       return withSpace(ctx, p, 'try', (peer, space) => {
-        const channels = peer
-          .state(space)
-          .channels()
-          .map((c) => ({ channelId: id(c.channelId), name: c.name, type: c.type, topic: c.topic }));
+        const channels = channelItems(peer.state(space));
         return Promise.resolve({
           json: { channels },
           text: channels.map((c) => `${c.channelId}  #${c.name}  ${c.type}`).join('\n') || '(no channels)',
@@ -772,15 +738,7 @@ export const COMMANDS: readonly Command[] = [
           ch.type === 'chat' && thread === undefined ? null : thread,
           p.flags.has('all'),
         );
-        const titles = new Map<string, string>();
-        for (const t of state.threadsIn(ch.channelId)) titles.set(bytesKey(t.threadId), t.title);
-        const seen = new Set<string>();
-        const out = posts.map((post) => {
-          const tk = post.thread === null ? undefined : bytesKey(post.thread);
-          const first = tk !== undefined && !seen.has(tk);
-          if (tk !== undefined) seen.add(tk);
-          return postJson(state, post, first ? (titles.get(tk) ?? null) : null);
-        });
+        const out = postItems(state, posts, ch.channelId);
         const removed = !peer.group(space).active;
         const lines = out.map((x) => {
           const flags = [
@@ -838,13 +796,7 @@ export const COMMANDS: readonly Command[] = [
     async run(ctx, p) {
       noMore(p, 1);
       return withSpace(ctx, p, 'try', (peer, space) => {
-        const members = peer.members(space).map((m) => ({
-          userId: id(m.userId),
-          name: m.name,
-          roles: m.roles,
-          status: m.status,
-          mutedUntil: m.mutedUntil === null || m.mutedUntil === 'forever' ? m.mutedUntil : at(m.mutedUntil),
-        }));
+        const members = memberItems(peer.members(space));
         const text = members
           .map(
             (m) =>
