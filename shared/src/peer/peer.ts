@@ -188,6 +188,7 @@ export class Peer {
   private joins: PendingJoin[] = [];
   private counts = { accepted: 0, rejected: 0, admitted: 0 };
   private started = false;
+  private starting: Promise<void> | undefined;
   private closed = false;
   readonly pool: RelayPool;
 
@@ -254,11 +255,12 @@ export class Peer {
    * tried once; `true` if at least one is connected.
    */
   async goOnline(): Promise<boolean> {
-    if (!this.started) {
+    this.starting ??= (async () => {
       this.started = true;
       await this.pool.start();
       for (const h of this.hosts.values()) this.startFollowing(h);
-    }
+    })();
+    await this.starting;
     return this.isOnline();
   }
 

@@ -1,0 +1,200 @@
+/**
+ * The API the page calls, served by the worker over Comlink (ARCHITECTURE.md sections 1 and 11).
+ * This one file is its contract: every method, its arguments and what it answers.
+ *
+ * - Every command answers a `Result`: `{ok: true, value}` or `{ok: false, error: {code,
+ *   message}}`. Comlink cannot carry error classes across the port, so nothing here throws for
+ *   an expected failure; the codes are below.
+ * - Ids are strings in their display form (multibase base58btc, starting with `z`), times ISO
+ *   8601: the same values the command-line client prints (`shared/src/peer/views.ts`).
+ * - Live updates arrive through `subscribe`: the page passes a listener (wrapped with
+ *   `Comlink.proxy`) and gets events as they happen; it calls `unsubscribe` when the tab goes
+ *   away (`pagehide`), since a callback into a closed tab never returns.
+ */
+import type { ChannelItem, MemberItem, PostItem } from '../../shared/src/peer/views.js';
+
+export type { ChannelItem, MemberItem, PostItem };
+
+export type ErrorCode =
+  /** No identity on this device yet: create or import one. */
+  | 'no-identity'
+  /** `createIdentity`/`importBackup` on a device that has one. */
+  | 'identity-exists'
+  /** No such Space, channel, thread, post, user or invite here. */
+  | 'unknown'
+  /** This device is no longer a member of that Space: it reads what it had, writes nothing. */
+  | 'removed'
+  /** The Space's rules refuse it (role, mute, ban). */
+  | 'refused'
+  /** The invite cannot be used: malformed, expired, revoked, used up, or refused by the admitter. */
+  | 'invite'
+  /** Input out of bounds (empty or too long names and texts, a bad display name). */
+  | 'invalid'
+  /** No relay reachable for something that needs one (kick, ban, join, attachments). */
+  | 'offline'
+  /** Not supported yet (hiding history from new members). */
+  | 'unsupported'
+  /** `importBackup`: wrong passphrase, or a damaged backup. */
+  | 'wrong-passphrase'
+  /** `importBackup`: not a Conclave backup. */
+  | 'bad-backup'
+  /** The browser's storage failed (quota, a damaged database). */
+  | 'storage'
+  /** A bug: the message says what happened. */
+  | 'internal';
+
+export interface ApiError {
+  readonly code: ErrorCode;
+  readonly message: string;
+}
+
+export type Result<T> =
+  { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: ApiError };
+
+export interface IdentityItem {
+  readonly userId: string;
+  readonly deviceId: string;
+  readonly name: string;
+}
+
+export interface SpaceItem {
+  readonly spaceId: string;
+  readonly name: string;
+  readonly role: 'admin' | 'moderator' | 'member';
+  /** `removed`: this device is out of the Space; `pending`: its join request waits for an answer. */
+  readonly status: 'member' | 'removed' | 'pending';
+}
+
+export interface SpaceInfo extends SpaceItem {
+  readonly description: string;
+  readonly epoch: number;
+  readonly memberCount: number;
+  readonly channels: readonly ChannelItem[];
+  readonly historyVisibility: 'all' | 'sinceJoin';
+}
+
+export interface ThreadItem {
+  readonly threadId: string;
+  readonly title: string;
+  readonly author: string;
+  readonly authorName: string;
+  readonly at: string;
+  readonly replies: number;
+  /** When the last post of the thread was written (or the thread, when it has none). */
+  readonly lastActivity: string;
+}
+
+export interface AuditItem {
+  readonly kind: string;
+  readonly actor: string;
+  readonly actorName: string;
+  readonly target: string | null;
+  readonly reason: string;
+  readonly opId: string;
+  readonly epoch: number;
+  readonly at: string;
+  readonly signatureValid: boolean;
+}
+
+export interface NetworkItem {
+  readonly relays: readonly {
+    readonly address: string;
+    readonly status: 'connecting' | 'connected' | 'offline';
+  }[];
+  /** Own ops waiting for a relay to take them. */
+  readonly outbox: number;
+}
+
+export interface SyncItem {
+  readonly accepted: number;
+  readonly rejected: number;
+  readonly admitted: number;
+  readonly outboxLeft: number;
+  readonly joined: readonly string[];
+}
+
+export type WriteStatus = 'sent' | 'queued';
+
+export type LiveEvent =
+  /** Something in the Space changed (an op was accepted): re-read what is on screen. */
+  | { readonly kind: 'changed'; readonly spaceId: string }
+  /** The connections or the outbox changed. */
+  | { readonly kind: 'network'; readonly network: NetworkItem }
+  | { readonly kind: 'joined'; readonly spaceId: string }
+  | { readonly kind: 'join-refused'; readonly spaceId: string; readonly reason: string }
+  /** This device was removed from the Space. */
+  | { readonly kind: 'removed'; readonly spaceId: string }
+  /** A join request was handled by this device (as an admin or moderator online). */
+  | { readonly kind: 'admission'; readonly spaceId: string; readonly result: string };
+
+export interface HostInfo {
+  /** `shared`: one SharedWorker serves every tab; `dedicated`: this tab's own worker. */
+  readonly kind: 'shared' | 'dedicated';
+  /** Tabs connected to this host since it started. */
+  readonly tabs: number;
+}
+
+export interface ConclaveApi {
+  /** How the host runs. */
+  hostInfo(): Promise<Result<HostInfo>>;
+  /** Relays to use (multiaddrs with `/p2p/<peer id>`), kept on the device. Reconnects. */
+  setRelays(relays: readonly string[]): Promise<Result<NetworkItem>>;
+  /** This device's identity, or null before the first run's `createIdentity`/`importBackup`. */
+  identity(): Promise<Result<IdentityItem | null>>;
+  createIdentity(name: string): Promise<Result<IdentityItem>>;
+  /** The identity (user key and name) encrypted under `passphrase`, to save as a file. */
+  exportBackup(passphrase: string): Promise<Result<Uint8Array>>;
+  /** Restores a backup on this (empty) device as a new device of the same user. */
+  importBackup(backup: Uint8Array, passphrase: string): Promise<Result<IdentityItem>>;
+
+  spaces(): Promise<Result<SpaceItem[]>>;
+  space(spaceId: string): Promise<Result<SpaceInfo>>;
+  createSpace(name: string): Promise<Result<{ spaceId: string; status: WriteStatus }>>;
+  /** Asks to join by invite link (`conclave://join/…` or `https://…#join=…`), waiting up to `waitMs`. */
+  join(link: string, waitMs: number): Promise<Result<{ spaceId: string; status: 'joined' | 'pending' }>>;
+  createInvite(
+    spaceId: string,
+    options: { role: 'member' | 'moderator'; expiresInMs: number; maxUses: number; webOrigin?: string },
+  ): Promise<Result<{ inviteId: string; link: string }>>;
+
+  createChannel(
+    spaceId: string,
+    name: string,
+    type: 'chat' | 'forum',
+  ): Promise<Result<{ channelId: string; status: WriteStatus }>>;
+  /** Posts of a channel in display order: a chat channel's top level, or one thread. */
+  posts(spaceId: string, channelId: string, threadId?: string): Promise<Result<PostItem[]>>;
+  threads(spaceId: string, channelId: string): Promise<Result<ThreadItem[]>>;
+  post(
+    spaceId: string,
+    channelId: string,
+    text: string,
+    options?: {
+      title?: string;
+      threadId?: string;
+      replyTo?: string;
+      files?: readonly { bytes: Uint8Array; name: string; mime: string }[];
+    },
+  ): Promise<Result<{ postId: string; threadId: string | null; status: WriteStatus }>>;
+  editPost(spaceId: string, postId: string, text: string): Promise<Result<{ status: WriteStatus }>>;
+  deletePost(spaceId: string, postId: string): Promise<Result<{ status: WriteStatus }>>;
+  /** An attachment's bytes (from the device's cache, else the relays). */
+  attachment(
+    spaceId: string,
+    blobId: string,
+  ): Promise<Result<{ name: string; mime: string; bytes: Uint8Array }>>;
+
+  members(spaceId: string): Promise<Result<MemberItem[]>>;
+  kick(spaceId: string, userId: string): Promise<Result<{ atEpoch: number }>>;
+  ban(spaceId: string, userId: string): Promise<Result<{ atEpoch: number }>>;
+  /** `forMs` null: until unmuted. */
+  mute(spaceId: string, userId: string, forMs: number | null): Promise<Result<{ status: WriteStatus }>>;
+  unmute(spaceId: string, userId: string): Promise<Result<{ status: WriteStatus }>>;
+  audit(spaceId: string): Promise<Result<AuditItem[]>>;
+
+  network(): Promise<Result<NetworkItem>>;
+  /** Pulls every Space, completes pending joins, admits join requests, flushes the outbox. */
+  sync(): Promise<Result<SyncItem>>;
+  subscribe(listener: (event: LiveEvent) => void): Promise<number>;
+  unsubscribe(id: number): Promise<void>;
+}

@@ -1,0 +1,13 @@
+/**
+ * The test page's script: connects to the worker and puts the API and the live events on
+ * `window`, for Playwright to drive. Bundled by worker.test.ts.
+ */
+import { connect, onLive } from '../client.js';
+import type { LiveEvent } from '../api.js';
+
+const api = connect('/worker.js');
+const events: LiveEvent[] = [];
+void onLive(api, (e) => {
+  events.push(e);
+});
+Object.assign(globalThis, { conclave: api, liveEvents: events });

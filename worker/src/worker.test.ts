@@ -1,0 +1,161 @@
+/**
+ * The worker host in real Chromium against a real relay: the API over Comlink from a
+ * SharedWorker that every tab of the origin shares, IndexedDB storage kept across reloads, the
+ * libp2p client in the worker, and two people (two browser contexts) meeting by invite link.
+ */
+import { existsSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHROMIUM, launchChromium } from '../../scripts/chromium.js';
+import { type SpawnedRelay, spawnRelay, tempDir } from '../../relay/src/testing/spawn.js';
+import type { Api } from './client.js';
+import type { LiveEvent, Result } from './api.js';
+
+declare const conclave: Api;
+declare const liveEvents: LiveEvent[];
+
+async function bundle(entry: string): Promise<string> {
+  const { build } = await import('esbuild');
+  const out = await build({
+    entryPoints: [fileURLToPath(new URL(entry, import.meta.url))],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    write: false,
+    logLevel: 'error',
+    // Loaded by the worker only when a collaborative post is met (none here).
+    external: ['@automerge/automerge'],
+  });
+  return out.outputFiles[0]?.text ?? '';
+}
+
+/** Runs `fn` in the page (where `conclave` is the API) and returns its Result. */
+async function ask<T, A = undefined>(
+  page: Page,
+  fn: (arg: A) => Promise<Result<T>>,
+  arg?: A,
+): Promise<Result<T>> {
+  const run = page.evaluate.bind(page) as (f: (arg: A) => Promise<unknown>, a: A) => Promise<unknown>;
+  return (await run(fn, arg as A)) as Result<T>;
+}
+
+function value<T>(r: Result<T>): T {
+  if (!r.ok) throw new Error(`${r.error.code}: ${r.error.message}`);
+  return r.value;
+}
+
+describe('the worker host in Chromium', () => {
+  const dir = tempDir();
+  let relay: SpawnedRelay;
+  let server: http.Server;
+  let origin = '';
+  let browser: Browser;
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: .ci/run installs Debian's chromium`);
+    relay = await spawnRelay({ dataDir: dir.dir });
+    const files: Record<string, string> = {
+      '/worker.js': await bundle('./worker.ts'),
+      '/page.js': await bundle('./testing/page.ts'),
+    };
+    server = http.createServer((req, res) => {
+      const js = files[req.url ?? ''];
+      res.setHeader('content-type', js === undefined ? 'text/html' : 'text/javascript');
+      res.end(js ?? '<!doctype html><title>Conclave</title><script type="module" src="/page.js"></script>');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser.close();
+    await relay.stop();
+    await new Promise((r) => server.close(r));
+    dir.cleanup();
+  });
+
+  async function open(page: Page): Promise<void> {
+    await page.goto(`${origin}/`);
+    await page.waitForFunction(() => typeof (globalThis as { conclave?: unknown }).conclave !== 'undefined');
+  }
+
+  it('two tabs share one host; a second person joins by link; posts arrive live; reloads keep everything', async () => {
+    const alice = await browser.newContext();
+    const bob = await browser.newContext();
+    try {
+      const a1 = await alice.newPage();
+      await open(a1);
+      expect(value(await ask(a1, () => conclave.identity()))).toBeNull();
+      value(await ask(a1, (r) => conclave.setRelays([r]), relay.multiaddr));
+      const me = value(await ask(a1, () => conclave.createIdentity('Alice')));
+      expect(me.name).toBe('Alice');
+      const { spaceId } = value(await ask(a1, () => conclave.createSpace('Club')));
+      const { channelId } = value(
+        await ask(a1, (s) => conclave.createChannel(s, 'general', 'chat'), spaceId),
+      );
+      const sent = value(
+        await ask(a1, ([s, c]) => conclave.post(s, c, 'hello from tab one'), [spaceId, channelId] as const),
+      );
+      expect(sent.status).toBe('sent');
+
+      // A second tab of the same origin talks to the same host: same identity, same Space.
+      const a2 = await alice.newPage();
+      await open(a2);
+      expect(value(await ask(a2, () => conclave.identity()))?.userId).toBe(me.userId);
+      expect(value(await ask(a2, () => conclave.hostInfo()))).toEqual({ kind: 'shared', tabs: 2 });
+      const seen = value(await ask(a2, ([s, c]) => conclave.posts(s, c), [spaceId, channelId] as const));
+      expect(seen.map((p) => [p.authorName, p.text])).toEqual([['Alice', 'hello from tab one']]);
+
+      // Refused input comes back as a typed error, not an exception.
+      const bad = await ask(a2, () => conclave.createSpace(''));
+      expect(bad).toMatchObject({ ok: false, error: { code: 'invalid' } });
+      const unknown = await ask(a2, ([s]) => conclave.posts(s, 'zNotAChannel'), [spaceId] as const);
+      expect(unknown).toMatchObject({ ok: false, error: { code: 'unknown' } });
+
+      // Bob, in another profile, joins by link; Alice's host (online in her tabs) admits him.
+      const { link } = value(
+        await ask(
+          a1,
+          (s) => conclave.createInvite(s, { role: 'member', expiresInMs: 3_600_000, maxUses: 1 }),
+          spaceId,
+        ),
+      );
+      const b1 = await bob.newPage();
+      await open(b1);
+      value(await ask(b1, () => conclave.createIdentity('Bob')));
+      const joined = value(await ask(b1, (l) => conclave.join(l, 60_000), link));
+      expect(joined).toEqual({ spaceId, status: 'joined' });
+      const bobSees = value(await ask(b1, ([s, c]) => conclave.posts(s, c), [spaceId, channelId] as const));
+      expect(bobSees.map((p) => p.text)).toEqual(['hello from tab one']);
+
+      // Bob posts; it reaches Alice's tabs live (an event, then the post).
+      value(await ask(b1, ([s, c]) => conclave.post(s, c, 'hi Alice'), [spaceId, channelId] as const));
+      await a2.waitForFunction(
+        async ([s, c]) => {
+          const r = await conclave.posts(s, c);
+          return r.ok && r.value.some((p) => p.text === 'hi Alice');
+        },
+        [spaceId, channelId] as const,
+        { timeout: 30_000, polling: 250 },
+      );
+      const events = await a2.evaluate(() => liveEvents.map((e) => e.kind));
+      expect(events).toContain('changed');
+      const members = value(await ask(a1, (s) => conclave.members(s), spaceId));
+      expect(members.map((m) => m.name).sort()).toEqual(['Alice', 'Bob']);
+
+      // Every page reloaded (the worker restarts once no tab holds it): everything is still there.
+      await a2.close();
+      await a1.reload();
+      await a1.waitForFunction(() => typeof (globalThis as { conclave?: unknown }).conclave !== 'undefined');
+      expect(value(await ask(a1, () => conclave.identity()))?.userId).toBe(me.userId);
+      const after = value(await ask(a1, ([s, c]) => conclave.posts(s, c), [spaceId, channelId] as const));
+      expect(after.map((p) => p.text)).toEqual(['hello from tab one', 'hi Alice']);
+    } finally {
+      await alice.close();
+      await bob.close();
+    }
+  });
+});
