@@ -132,6 +132,8 @@ export interface HostInfo {
   readonly kind: 'shared' | 'dedicated';
   /** Tabs connected to this host since it started. */
   readonly tabs: number;
+  /** `dedicated`: whether this tab's worker is the elected writer (the one running the peer). */
+  readonly writer?: boolean;
 }
 
 export interface ConclaveApi {

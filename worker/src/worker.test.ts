@@ -77,8 +77,8 @@ describe('the worker host in Chromium', () => {
     dir.cleanup();
   });
 
-  async function open(page: Page): Promise<void> {
-    await page.goto(`${origin}/`);
+  async function open(page: Page, query = ''): Promise<void> {
+    await page.goto(`${origin}/${query}`);
     await page.waitForFunction(() => typeof (globalThis as { conclave?: unknown }).conclave !== 'undefined');
   }
 
@@ -133,14 +133,15 @@ describe('the worker host in Chromium', () => {
 
       // Bob posts; it reaches Alice's tabs live (an event, then the post).
       value(await ask(b1, ([s, c]) => conclave.post(s, c, 'hi Alice'), [spaceId, channelId] as const));
-      await a2.waitForFunction(
-        async ([s, c]) => {
-          const r = await conclave.posts(s, c);
-          return r.ok && r.value.some((p) => p.text === 'hi Alice');
-        },
-        [spaceId, channelId] as const,
-        { timeout: 30_000, polling: 250 },
-      );
+      await expect
+        .poll(
+          async () =>
+            value(await ask(a2, ([sp, c]) => conclave.posts(sp, c), [spaceId, channelId] as const)).map(
+              (p) => p.text,
+            ),
+          { timeout: 30_000, interval: 250 },
+        )
+        .toContain('hi Alice');
       const events = await a2.evaluate(() => liveEvents.map((e) => e.kind));
       expect(events).toContain('changed');
       const members = value(await ask(a1, (s) => conclave.members(s), spaceId));
@@ -156,6 +157,51 @@ describe('the worker host in Chromium', () => {
     } finally {
       await alice.close();
       await bob.close();
+    }
+  });
+
+  it('without SharedWorker: dedicated workers elect one writer, the others forward to it, and a closed writer is replaced', async () => {
+    const carol = await browser.newContext();
+    try {
+      const c1 = await carol.newPage();
+      await open(c1, '?fallback');
+      await expect
+        .poll(async () => value(await ask(c1, () => conclave.hostInfo())).writer, { timeout: 10_000 })
+        .toBe(true);
+      expect(value(await ask(c1, () => conclave.hostInfo()))).toEqual({
+        kind: 'dedicated',
+        tabs: 1,
+        writer: true,
+      });
+      value(await ask(c1, (r) => conclave.setRelays([r]), relay.multiaddr));
+      value(await ask(c1, () => conclave.createIdentity('Carol')));
+      const { spaceId } = value(await ask(c1, () => conclave.createSpace('Fallback')));
+      const { channelId } = value(await ask(c1, (s) => conclave.createChannel(s, 'chat', 'chat'), spaceId));
+      value(await ask(c1, ([s, c]) => conclave.post(s, c, 'from the writer'), [spaceId, channelId] as const));
+
+      // A second tab: its worker is not the writer and forwards every call to it.
+      const c2 = await carol.newPage();
+      await open(c2, '?fallback');
+      expect(value(await ask(c2, () => conclave.hostInfo())).writer).toBe(false);
+      const seen = value(await ask(c2, ([s, c]) => conclave.posts(s, c), [spaceId, channelId] as const));
+      expect(seen.map((p) => p.text)).toEqual(['from the writer']);
+      const fwd = value(
+        await ask(c2, ([s, c]) => conclave.post(s, c, 'from the follower'), [spaceId, channelId] as const),
+      );
+      expect(fwd.status).toBe('sent');
+
+      // The writer's tab closes: a call made right then waits, and the next worker, elected,
+      // opens the peer from storage and answers it.
+      await c1.close();
+      const late = value(
+        await ask(c2, ([s, c]) => conclave.post(s, c, 'during the handover'), [spaceId, channelId] as const),
+      );
+      expect(late.status).toBe('sent');
+      expect(value(await ask(c2, () => conclave.hostInfo())).writer).toBe(true);
+      const all = value(await ask(c2, ([s, c]) => conclave.posts(s, c), [spaceId, channelId] as const));
+      expect(all.map((p) => p.text)).toEqual(['from the writer', 'from the follower', 'during the handover']);
+    } finally {
+      await carol.close();
     }
   });
 });

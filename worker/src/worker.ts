@@ -1,12 +1,11 @@
 /**
  * The worker's entry: one `Host` serving every tab through Comlink. As a SharedWorker (one per
  * origin) each connecting tab gets the API on its port; as a dedicated worker (where
- * SharedWorker is missing) the API is exposed on the worker itself.
+ * SharedWorker is missing) each tab's worker exposes the elected writer's API (election.ts).
  */
 import * as Comlink from 'comlink';
+import { electedHost } from './election.js';
 import { Host } from './host.js';
-
-const host = new Host();
 
 interface ConnectEvent {
   readonly ports: readonly MessagePort[];
@@ -17,6 +16,7 @@ const scope = globalThis as unknown as {
 };
 
 if (scope.constructor.name === 'SharedWorkerGlobalScope') {
+  const host = new Host();
   host.kind = 'shared';
   scope.onconnect = (e) => {
     const port = e.ports[0];
@@ -25,6 +25,6 @@ if (scope.constructor.name === 'SharedWorkerGlobalScope') {
     Comlink.expose(host, port);
   };
 } else {
-  host.tabs = 1;
-  Comlink.expose(host);
+  // No SharedWorker here: this tab's dedicated worker, the writer only if elected (election.ts).
+  Comlink.expose(electedHost(() => new Host()));
 }

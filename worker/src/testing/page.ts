@@ -5,6 +5,8 @@
 import { connect, onLive } from '../client.js';
 import type { LiveEvent } from '../api.js';
 
+// `?fallback`: a browser without SharedWorker (as Android WebView), to test the dedicated path.
+if (location.search.includes('fallback')) Reflect.deleteProperty(globalThis, 'SharedWorker');
 const api = connect('/worker.js');
 const events: LiveEvent[] = [];
 void onLive(api, (e) => {
