@@ -1,10 +1,11 @@
 // The Svelte PWA (ARCHITECTURE.md section 1): sources in web/, static files (manifest, icons)
-// in public/, the build in dist/web, which the relay serves.
+// in public/, the build in dist/web, which the relay serves (`--web-root`).
 //
-// When the worker lands: @automerge/automerge's `browser` export imports its .wasm as an ES
-// module, which Vite does not bundle by itself. Either add vite-plugin-wasm (to `plugins` and
-// `worker.plugins`) or have the worker import `@automerge/automerge/slim` and call
-// `initializeWasm` with the wasm's `?url` before the peer core runs.
+// The peer core runs in a SharedWorker (web/src/worker-entry.ts → worker/src/worker.ts), built
+// as an ES module worker. Automerge's wasm is not bundled into it: the worker loads
+// `@automerge/automerge/slim` and the wasm file by URL the first time a collaborative post
+// is met, so neither the page nor the worker's first load carries it.
+import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
 
@@ -13,12 +14,13 @@ export default defineConfig({
   root: fileURLToPath(new URL('./web', import.meta.url)),
   // Relative to `root`.
   publicDir: '../public',
+  plugins: [svelte()],
   build: {
     outDir: '../dist/web',
     // outDir lies outside root, where Vite will not empty it unless told to.
     emptyOutDir: true,
+    target: 'es2022',
   },
-  // The peer core runs in a (Shared)Worker built as an ES module worker.
   worker: { format: 'es' },
   // Loopback only: the dev server is not for the network.
   server: { host: '127.0.0.1' },

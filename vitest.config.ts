@@ -2,7 +2,13 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['shared/**/*.test.ts', 'relay/**/*.test.ts', 'cli/**/*.test.ts', 'worker/**/*.test.ts'],
+    include: [
+      'shared/**/*.test.ts',
+      'relay/**/*.test.ts',
+      'cli/**/*.test.ts',
+      'worker/**/*.test.ts',
+      'e2e/**/*.test.ts',
+    ],
     testTimeout: 120_000,
     hookTimeout: 60_000,
     pool: 'forks',

@@ -1,7 +1,8 @@
-// `npm start`: a whole local deployment in one process tree. Today that is a Conclave relay
-// on 127.0.0.1 with its data under ./.conclave/relay; the browser app (web/, worker/) joins it
-// when it is built. Prints the relay's address and its health and metrics URLs, runs until
-// Ctrl-C (or SIGTERM), then stops the relay cleanly.
+// `npm start`: a whole local deployment in one process tree. Builds the browser app (web/,
+// worker/) into dist/web with Vite, then runs a Conclave relay on 127.0.0.1 with its data under
+// ./.conclave/relay that also serves the app. Prints the URL to open, the relay's address and
+// its health and metrics URLs, runs until Ctrl-C (or SIGTERM), then stops the relay cleanly.
+// Two browser profiles opening the URL are two people; an invite link joins one to the other.
 //
 // Settings: CONCLAVE_RELAY_LISTEN (default /ip4/127.0.0.1/tcp/9090/ws), CONCLAVE_RELAY_HTTP
 // (default 127.0.0.1:8080), and every other CONCLAVE_RELAY_* variable of `npm run relay -- --help`.
@@ -18,7 +19,10 @@ const dataDir = join(root, '.conclave');
 mkdirSync(dataDir, { recursive: true });
 
 const out = (line) => process.stdout.write(`${line}\n`);
-out(`Conclave ${version}: starting a local relay (data in ${join(dataDir, 'relay')})`);
+out(`Conclave ${version}: building the app…`);
+const { build } = await import('vite');
+await build({ configFile: join(root, 'vite.config.ts'), logLevel: 'warn' });
+out(`Starting a local relay (data in ${join(dataDir, 'relay')})`);
 
 const relay = spawn(
   process.execPath,
@@ -38,18 +42,21 @@ const relay = spawn(
       CONCLAVE_RELAY_HTTP: process.env.CONCLAVE_RELAY_HTTP ?? '127.0.0.1:8080',
       CONCLAVE_RELAY_DATA: process.env.CONCLAVE_RELAY_DATA ?? join(dataDir, 'relay'),
       CONCLAVE_RELAY_LOG_LEVEL: process.env.CONCLAVE_RELAY_LOG_LEVEL ?? 'warn',
+      CONCLAVE_RELAY_WEB_ROOT: process.env.CONCLAVE_RELAY_WEB_ROOT ?? join(root, 'dist', 'web'),
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   },
 );
 
+let appUrl = '';
 createInterface({ input: relay.stdout }).on('line', (line) => {
   if (line.startsWith('listening ')) out(`Relay address (for clients and other relays): ${line.slice(10)}`);
   else if (line.startsWith('http ')) {
     const url = line.slice(5);
+    appUrl = `${url}/`;
     out(`Health: ${url}/healthz   Metrics: ${url}/metrics`);
   } else if (line === 'ready') {
-    out('The browser app is not built yet (web/, worker/); the relay serves clients and the CLI meanwhile.');
+    out(`Open Conclave: ${appUrl}`);
     out('Press Ctrl-C to stop.');
   } else out(line);
 });

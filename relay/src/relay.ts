@@ -6,6 +6,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { serveWeb } from './web.js';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { noise } from '@chainsafe/libp2p-noise';
@@ -688,6 +689,15 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
       } else if (req.url === '/metrics') {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
         res.end(registry.render());
+      } else if (config.webRoot !== undefined) {
+        const root = config.webRoot;
+        const relays = node.getMultiaddrs().map((a) => a.toString());
+        void serveWeb(root, relays, req, res).then((served) => {
+          if (!served) {
+            res.writeHead(405, { 'content-type': 'text/plain' });
+            res.end('method not allowed\n');
+          }
+        });
       } else {
         res.writeHead(404, { 'content-type': 'text/plain' });
         res.end('not found\n');

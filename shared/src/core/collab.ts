@@ -43,10 +43,20 @@ export { MAX_COLLAB_CHANGE_OPS };
 
 let A: typeof AM | undefined;
 let loading: Promise<void> | undefined;
+let loader: () => Promise<typeof AM> = () => import('@automerge/automerge');
+
+/**
+ * How this host loads Automerge, when the default entry does not suit it (a browser bundle
+ * loads `@automerge/automerge/slim` and initialises the wasm from its URL). Call before the
+ * first {@link loadAutomerge}.
+ */
+export function setAutomergeLoader(load: () => Promise<typeof AM>): void {
+  loader = load;
+}
 
 /** Loads Automerge once; every other function of this module needs it loaded. */
 export function loadAutomerge(): Promise<void> {
-  loading ??= import('@automerge/automerge').then((m) => {
+  loading ??= loader().then((m) => {
     A = m;
   });
   return loading;

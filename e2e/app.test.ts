@@ -1,0 +1,90 @@
+/**
+ * The app in real Chromium, served by a real relay (`--web-root`, as `npm start` runs it): two
+ * people from empty profiles — onboarding, a Space with a channel, an invite link opened by the
+ * second person, live chat both ways, and a reload that keeps everything.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHROMIUM, launchChromium } from '../scripts/chromium.js';
+import { type SpawnedRelay, spawnRelay, tempDir } from '../relay/src/testing/spawn.js';
+
+const ROOT = join(import.meta.dirname, '..');
+
+describe('the app', () => {
+  const data = tempDir();
+  const web = tempDir('conclave-web-');
+  let relay: SpawnedRelay;
+  let browser: Browser;
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: .ci/run installs Debian's chromium`);
+    const { build } = await import('vite');
+    await build({
+      configFile: join(ROOT, 'vite.config.ts'),
+      logLevel: 'error',
+      build: { outDir: web.dir, emptyOutDir: true },
+    });
+    relay = await spawnRelay({ dataDir: data.dir, args: ['--web-root', web.dir] });
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser.close();
+    await relay.stop();
+    data.cleanup();
+    web.cleanup();
+  });
+
+  async function onboard(page: Page, name: string): Promise<void> {
+    await page.getByLabel('Display name').fill(name);
+    await page.getByRole('button', { name: 'Create identity' }).click();
+    await expect.poll(() => page.getByRole('navigation', { name: 'Spaces' }).isVisible()).toBe(true);
+  }
+
+  const messages = (page: Page) => page.getByRole('list', { name: 'Messages' }).locator('li .text');
+
+  it('two people meet by invite link and chat live; a reload keeps everything', async () => {
+    const alice = await browser.newContext();
+    const bob = await browser.newContext();
+    try {
+      const a = await alice.newPage();
+      await a.goto(`${relay.httpUrl}/`);
+      await onboard(a, 'Alice');
+      await a.getByLabel('Space name').fill('Club');
+      await a.getByRole('button', { name: 'Create space' }).click();
+      await a.getByLabel('Channel name').fill('general');
+      await a.getByRole('button', { name: 'Create channel' }).click();
+      await a.getByLabel('Message', { exact: true }).fill('hello from Alice');
+      await a.getByLabel('Message', { exact: true }).press('Enter');
+      await expect.poll(() => messages(a).allTextContents()).toEqual(['hello from Alice']);
+
+      await a.getByRole('button', { name: 'Create invite' }).click();
+      const link = await a.getByLabel('New invite link').inputValue();
+      expect(link).toMatch(/#join=/);
+
+      // Bob opens the link in his own profile: after onboarding the app joins by it.
+      const b = await bob.newPage();
+      await b.goto(link);
+      await onboard(b, 'Bob');
+      await expect
+        .poll(() => messages(b).allTextContents(), { timeout: 60_000 })
+        .toEqual(['hello from Alice']);
+      await b.getByLabel('Message', { exact: true }).fill('hi Alice');
+      await b.getByRole('button', { name: 'Send' }).click();
+      await expect
+        .poll(() => messages(a).allTextContents(), { timeout: 30_000 })
+        .toEqual(['hello from Alice', 'hi Alice']);
+
+      await a.reload();
+      await a.getByRole('button', { name: 'Club' }).click();
+      await expect.poll(() => messages(a).allTextContents()).toEqual(['hello from Alice', 'hi Alice']);
+      await a.getByRole('button', { name: 'Members' }).click();
+      await expect
+        .poll(() => a.getByRole('complementary', { name: 'Member list' }).locator('li').count())
+        .toBe(2);
+    } finally {
+      await alice.close();
+      await bob.close();
+    }
+  });
+});
