@@ -43,9 +43,10 @@ describe('the app', () => {
 
   const messages = (page: Page) => page.getByRole('list', { name: 'Messages' }).locator('li .text');
 
-  it('two people meet by invite link and chat live; a reload keeps everything', async () => {
+  it('people meet by invite link and chat live; edits, a moderator’s delete and a kick reach everyone; a reload keeps everything', async () => {
     const alice = await browser.newContext();
     const bob = await browser.newContext();
+    const carol = await browser.newContext();
     try {
       const a = await alice.newPage();
       await a.goto(`${relay.httpUrl}/`);
@@ -75,16 +76,65 @@ describe('the app', () => {
         .poll(() => messages(a).allTextContents(), { timeout: 30_000 })
         .toEqual(['hello from Alice', 'hi Alice']);
 
+      // Alice edits her message: Bob sees the new text, marked edited.
+      await a
+        .getByRole('listitem', { name: 'Alice: hello from Alice' })
+        .getByRole('button', { name: 'Edit' })
+        .click();
+      await a.getByLabel('Edited message').fill('hello from Alice, edited');
+      await a.getByRole('button', { name: 'Save' }).click();
+      await expect
+        .poll(() => b.getByRole('listitem', { name: 'Alice: hello from Alice, edited' }).textContent(), {
+          timeout: 30_000,
+        })
+        .toContain('(edited)');
+
+      // Carol joins by the same link and posts; Alice (admin) deletes it, then removes Carol.
+      const c = await carol.newPage();
+      await c.goto(link);
+      await onboard(c, 'Carol');
+      await expect.poll(() => messages(c).count(), { timeout: 60_000 }).toBe(2);
+      await c.getByLabel('Message', { exact: true }).fill('spam from Carol');
+      await c.getByRole('button', { name: 'Send' }).click();
+      await expect
+        .poll(() => messages(b).allTextContents(), { timeout: 30_000 })
+        .toContain('spam from Carol');
+      a.on('dialog', (d) => void d.accept());
+      await expect
+        .poll(() => messages(a).allTextContents(), { timeout: 30_000 })
+        .toContain('spam from Carol');
+      await a
+        .getByRole('listitem', { name: 'Carol: spam from Carol' })
+        .getByRole('button', { name: 'Delete' })
+        .click();
+      await expect
+        .poll(() => messages(b).allTextContents(), { timeout: 30_000 })
+        .toEqual(['hello from Alice, edited', 'hi Alice']);
+
+      await a.getByRole('button', { name: 'Members' }).click();
+      const list = a.getByRole('complementary', { name: 'Member list' });
+      await expect.poll(() => list.locator('li').count(), { timeout: 30_000 }).toBe(3);
+      await list.getByRole('listitem', { name: 'Carol' }).getByRole('button', { name: 'Kick' }).click();
+      await expect
+        .poll(() => c.getByText('You were removed from this Space.').isVisible(), { timeout: 60_000 })
+        .toBe(true);
+      await expect
+        .poll(async () => (await list.getByRole('listitem', { name: 'Carol' }).textContent()) ?? '')
+        .toContain('removed');
+      await a.getByRole('button', { name: 'Audit log' }).click();
+      const audit = (await a.getByRole('complementary', { name: 'Audit entries' }).textContent()) ?? '';
+      expect(audit).toContain('RemoveMember');
+      expect(audit).toContain('DeletePost');
+
       await a.reload();
       await a.getByRole('button', { name: 'Club' }).click();
-      await expect.poll(() => messages(a).allTextContents()).toEqual(['hello from Alice', 'hi Alice']);
-      await a.getByRole('button', { name: 'Members' }).click();
       await expect
-        .poll(() => a.getByRole('complementary', { name: 'Member list' }).locator('li').count())
-        .toBe(2);
+        .poll(() => messages(a).allTextContents())
+        .toEqual(['hello from Alice, edited', 'hi Alice']);
     } finally {
       await alice.close();
       await bob.close();
+      await carol.close();
     }
   });
 });
