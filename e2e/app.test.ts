@@ -137,4 +137,61 @@ describe('the app', () => {
       await carol.close();
     }
   });
+
+  it('a forum: a new thread, a reply quoted; a backup exported and restored on a new device', async () => {
+    const dave = await browser.newContext({ acceptDownloads: true });
+    const other = await browser.newContext();
+    try {
+      const d = await dave.newPage();
+      await d.goto(`${relay.httpUrl}/`);
+      await onboard(d, 'Dave');
+      await d.getByLabel('Space name').fill('Forum club');
+      await d.getByRole('button', { name: 'Create space' }).click();
+      await d.getByLabel('Channel name').fill('ideas');
+      await d.getByLabel('Channel type').selectOption('forum');
+      await d.getByRole('button', { name: 'Create channel' }).click();
+      await d.getByRole('button', { name: 'New thread' }).click();
+      await d.getByLabel('Thread title').fill('Meetup');
+      await d.getByLabel('Message', { exact: true }).fill('Where shall we meet?');
+      await d.getByRole('button', { name: 'Post thread' }).click();
+      await expect.poll(() => messages(d).allTextContents()).toEqual(['Where shall we meet?']);
+      await d
+        .getByRole('listitem', { name: 'Dave: Where shall we meet?' })
+        .getByRole('button', { name: 'Reply' })
+        .click();
+      await d.getByLabel('Message', { exact: true }).fill('The park, at noon');
+      await d.getByRole('button', { name: 'Send' }).click();
+      await expect
+        .poll(() => messages(d).allTextContents())
+        .toEqual(['Where shall we meet?', 'The park, at noon']);
+      expect(await d.getByRole('listitem', { name: 'Dave: The park, at noon' }).textContent()).toContain(
+        '↪ Where shall we meet?',
+      );
+      const threads = (await d.getByRole('list', { name: 'Threads' }).textContent()) ?? '';
+      expect(threads).toContain('Meetup');
+      expect(threads).toContain('1 reply');
+
+      // The backup: encrypted under a passphrase, saved as a file, restored in another profile.
+      await d.getByLabel('Passphrase').fill('correct horse battery staple');
+      const [download] = await Promise.all([
+        d.waitForEvent('download'),
+        d.getByRole('button', { name: 'Export backup' }).click(),
+      ]);
+      const file = join(web.dir, 'backup.bin');
+      await download.saveAs(file);
+      const e = await other.newPage();
+      await e.goto(`${relay.httpUrl}/`);
+      await e.getByLabel('Backup file').setInputFiles(file);
+      await e.getByLabel('Passphrase').fill('wrong one');
+      await e.getByRole('button', { name: 'Import backup' }).click();
+      await expect.poll(() => e.getByRole('alert').textContent()).toContain('wrong passphrase');
+      await e.getByLabel('Passphrase').fill('correct horse battery staple');
+      await e.getByRole('button', { name: 'Import backup' }).click();
+      await expect.poll(() => e.getByRole('navigation', { name: 'Spaces' }).isVisible()).toBe(true);
+      expect(await e.locator('.me').textContent()).toBe('Dave');
+    } finally {
+      await dave.close();
+      await other.close();
+    }
+  });
 });
