@@ -8,13 +8,45 @@
 import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
+import { VitePWA } from 'vite-plugin-pwa';
 
 export default defineConfig({
   // Absolute, so the config works whatever directory Vite is started from.
   root: fileURLToPath(new URL('./web', import.meta.url)),
   // Relative to `root`.
   publicDir: '../public',
-  plugins: [svelte()],
+  plugins: [
+    svelte(),
+    // The installable PWA: a manifest, and a Workbox service worker that precaches the shell
+    // (page, worker, styles, icons) so a reload while offline opens the app with its Spaces.
+    // Automerge's wasm is left out of the precache: it is fetched when first needed.
+    VitePWA({
+      registerType: 'autoUpdate',
+      injectRegister: 'script',
+      includeAssets: ['icon-192.png', 'icon-512.png', 'icon-maskable-512.png'],
+      manifest: {
+        name: 'Conclave',
+        short_name: 'Conclave',
+        description: 'Private community spaces, end-to-end encrypted.',
+        start_url: '/',
+        scope: '/',
+        display: 'standalone',
+        background_color: '#ffffff',
+        theme_color: '#4c1d95',
+        icons: [
+          { src: '/icon-192.png', sizes: '192x192', type: 'image/png' },
+          { src: '/icon-512.png', sizes: '512x512', type: 'image/png' },
+          { src: '/icon-maskable-512.png', sizes: '512x512', type: 'image/png', purpose: 'maskable' },
+        ],
+      },
+      workbox: {
+        globPatterns: ['**/*.{js,css,html,png,svg,webmanifest}'],
+        navigateFallback: '/index.html',
+        navigateFallbackDenylist: [/^\/config\.json$/, /^\/healthz$/, /^\/metrics$/],
+        maximumFileSizeToCacheInBytes: 4 * 1024 * 1024,
+      },
+    }),
+  ],
   build: {
     outDir: '../dist/web',
     // outDir lies outside root, where Vite will not empty it unless told to.
