@@ -3,7 +3,7 @@
  * people from empty profiles — onboarding, a Space with a channel, an invite link opened by the
  * second person, live chat both ways, and a reload that keeps everything.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -167,9 +167,28 @@ describe('the app', () => {
       expect(await d.getByRole('listitem', { name: 'Dave: The park, at noon' }).textContent()).toContain(
         '↪ Where shall we meet?',
       );
+      // An image shown inline and a file to download, through the relays, encrypted.
+      const notes = join(web.dir, 'notes.txt');
+      writeFileSync(notes, 'bring snacks\n');
+      await d.getByLabel('Attach files').setInputFiles([join(ROOT, 'public', 'icon-192.png'), notes]);
+      await d.getByLabel('Message', { exact: true }).fill('Map and list attached');
+      await d.getByRole('button', { name: 'Send' }).click();
+      const img = d.getByRole('img', { name: 'icon-192.png' });
+      await expect
+        .poll(() => img.evaluate((el) => (el as HTMLImageElement).naturalWidth).catch(() => 0), {
+          timeout: 30_000,
+        })
+        .toBe(192);
+      const [notesDownload] = await Promise.all([
+        d.waitForEvent('download'),
+        d.getByRole('button', { name: 'Download notes.txt' }).click(),
+      ]);
+      const got = join(web.dir, 'got.txt');
+      await notesDownload.saveAs(got);
+      expect(readFileSync(got, 'utf8')).toBe('bring snacks\n');
       const threads = (await d.getByRole('list', { name: 'Threads' }).textContent()) ?? '';
       expect(threads).toContain('Meetup');
-      expect(threads).toContain('1 reply');
+      expect(threads).toContain('2 replies');
 
       // The backup: encrypted under a passphrase, saved as a file, restored in another profile.
       await d.getByLabel('Passphrase').fill('correct horse battery staple');
