@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHROMIUM, launchChromium } from '../scripts/chromium.js';
+import { seriousViolations } from './axe.js';
 import { type SpawnedRelay, spawnRelay, tempDir } from '../relay/src/testing/spawn.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -50,6 +51,14 @@ describe('the app', () => {
     try {
       const a = await alice.newPage();
       await a.goto(`${relay.httpUrl}/`);
+      await a.getByLabel('Display name').waitFor();
+      expect(await seriousViolations(a)).toEqual([]);
+      // The scan does see problems: a button without a name, put there and taken away.
+      await a.evaluate(() => {
+        document.body.append(Object.assign(document.createElement('button'), { id: 'nameless' }));
+      });
+      expect((await seriousViolations(a)).join()).toContain('button-name');
+      await a.evaluate(() => document.getElementById('nameless')?.remove());
       await onboard(a, 'Alice');
       await a.getByLabel('Space name').fill('Club');
       await a.getByRole('button', { name: 'Create space' }).click();
@@ -121,6 +130,9 @@ describe('the app', () => {
       await expect
         .poll(async () => (await list.getByRole('listitem', { name: 'Carol' }).textContent()) ?? '')
         .toContain('removed');
+      // Accessibility of the Space screen with its timeline, members and invite.
+      expect(await seriousViolations(a)).toEqual([]);
+      expect(await seriousViolations(c)).toEqual([]);
       await a.getByRole('button', { name: 'Audit log' }).click();
       const audit = (await a.getByRole('complementary', { name: 'Audit entries' }).textContent()) ?? '';
       expect(audit).toContain('RemoveMember');
@@ -186,6 +198,7 @@ describe('the app', () => {
       const got = join(web.dir, 'got.txt');
       await notesDownload.saveAs(got);
       expect(readFileSync(got, 'utf8')).toBe('bring snacks\n');
+      expect(await seriousViolations(d)).toEqual([]);
       const threads = (await d.getByRole('list', { name: 'Threads' }).textContent()) ?? '';
       expect(threads).toContain('Meetup');
       expect(threads).toContain('2 replies');
