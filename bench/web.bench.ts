@@ -24,7 +24,7 @@ import { systemClock, webRng } from '../shared/src/ports/env.js';
 import { memoryStorage } from '../shared/src/ports/storage.memory.js';
 import { createSecrets } from '../shared/src/peer/identity.js';
 import { Peer } from '../shared/src/peer/peer.js';
-import type { ChannelId, SpaceId } from '../shared/src/protocol/index.js';
+import type { ChannelId } from '../shared/src/protocol/index.js';
 import { spawnRelay, tempDir } from '../relay/src/testing/spawn.js';
 import { launchChromium } from '../scripts/chromium.js';
 
