@@ -8,7 +8,7 @@
  * - gzip sizes of the page's initial JS (what index.html loads) and of the worker bundle.
  *
  * Run: npm run bench:web   (BENCH_WEB_MESSAGES, BENCH_WEB_CACHED change the counts.)
- * Last line: {"sendRenderP50Ms","sendRenderP99Ms","interactive10kMs","pageJsGzipKiB","workerJsGzipKiB"}
+ * Last line: {"sendRenderP50Ms","sendRenderP99Ms","interactive10kMs" (null when not reached),"pageJsGzipKiB","workerJsGzipKiB"}
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -178,16 +178,25 @@ async function main(): Promise<void> {
     await writer.close();
     await connector.stop();
 
+    // Interactive: the channel's last message shown and the composer ready after a reload. A
+    // run that does not get there in INTERACTIVE_LIMIT_MS reports null (and says so).
+    const INTERACTIVE_LIMIT_MS = 120_000;
     const start = Date.now();
-    await b.reload();
-    await b.getByRole('button', { name: 'Bench' }).click();
-    await b.getByText(last, { exact: true }).waitFor({ timeout: 120_000 });
-    await b.getByLabel('Message', { exact: true }).waitFor();
-    const interactive = Date.now() - start;
-    const shown = await messages(b).count();
-    log(
-      `interactive with ${CACHED} cached: ${interactive} ms (from reload, incl. choosing the Space; ${shown} rows rendered)`,
-    );
+    let interactive: number | null = null;
+    try {
+      await b.reload();
+      await b.getByRole('button', { name: 'Bench' }).click({ timeout: INTERACTIVE_LIMIT_MS });
+      await b.getByText(last, { exact: true }).waitFor({ timeout: INTERACTIVE_LIMIT_MS });
+      log(`last message shown ${Date.now() - start} ms after the reload`);
+      await b.getByLabel('Message', { exact: true }).waitFor({ timeout: INTERACTIVE_LIMIT_MS });
+      interactive = Date.now() - start;
+      log(`interactive with ${CACHED} cached: ${interactive} ms (from reload, incl. choosing the Space)`);
+    } catch (e) {
+      log(
+        `not interactive within ${INTERACTIVE_LIMIT_MS} ms of the reload: ${(e as Error).message.split('\n')[0] ?? ''}`,
+      );
+    }
+    log(`${await messages(b).count()} rows rendered`);
 
     log(
       JSON.stringify({
