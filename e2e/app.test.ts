@@ -1,39 +1,48 @@
 /**
- * The app in real Chromium, served by a real relay (`--web-root`, as `npm start` runs it): two
- * people from empty profiles — onboarding, a Space with a channel, an invite link opened by the
- * second person, live chat both ways, and a reload that keeps everything.
+ * The app in real Chromium, served by a real relay (`--web-root`, as `npm start` runs it): people
+ * from empty profiles — onboarding, Spaces and channels, invite links, live chat, moderation,
+ * forums, attachments, backups, accessibility — and the installable PWA (installability over
+ * CDP, an offline reload). One build and one relay serve both parts (two builds at once on two
+ * cores were one more thing to go wrong).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, launchChromium } from '../scripts/chromium.js';
+import { CHROMIUM, CHROMIUM_ARGS, launchChromium } from '../scripts/chromium.js';
 import { seriousViolations } from './axe.js';
 import { type SpawnedRelay, spawnRelay, tempDir } from '../relay/src/testing/spawn.js';
 
 const ROOT = join(import.meta.dirname, '..');
 
+const data = tempDir();
+const web = tempDir('conclave-web-');
+let relay: SpawnedRelay;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: .ci/run installs Debian's chromium`);
+  const { build } = await import('vite');
+  await build({
+    configFile: join(ROOT, 'vite.config.ts'),
+    logLevel: 'error',
+    build: { outDir: web.dir, emptyOutDir: true },
+  });
+  relay = await spawnRelay({ dataDir: data.dir, args: ['--web-root', web.dir] });
+});
+
+afterAll(async () => {
+  await relay.stop();
+  data.cleanup();
+  web.cleanup();
+});
+
 describe('the app', () => {
-  const data = tempDir();
-  const web = tempDir('conclave-web-');
-  let relay: SpawnedRelay;
   let browser: Browser;
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: .ci/run installs Debian's chromium`);
-    const { build } = await import('vite');
-    await build({
-      configFile: join(ROOT, 'vite.config.ts'),
-      logLevel: 'error',
-      build: { outDir: web.dir, emptyOutDir: true },
-    });
-    relay = await spawnRelay({ dataDir: data.dir, args: ['--web-root', web.dir] });
     browser = await launchChromium();
   });
   afterAll(async () => {
     await browser.close();
-    await relay.stop();
-    data.cleanup();
-    web.cleanup();
   });
 
   async function onboard(page: Page, name: string): Promise<void> {
@@ -225,5 +234,64 @@ describe('the app', () => {
       await dave.close();
       await other.close();
     }
+  });
+});
+
+/**
+ * The PWA, in a persistent Chromium profile (an incognito one always reports `in-incognito`):
+ * Chromium's own installability verdict over CDP has no errors, and once the service worker
+ * has precached the shell, a reload with the network cut opens the app with its Spaces.
+ */
+describe('the installable app', () => {
+  const profile = tempDir('conclave-profile-');
+  let context: BrowserContext;
+  beforeAll(async () => {
+    const { chromium } = await import('playwright-core');
+    context = await chromium.launchPersistentContext(profile.dir, {
+      executablePath: CHROMIUM,
+      args: [...CHROMIUM_ARGS],
+    });
+  });
+  afterAll(async () => {
+    await context.close();
+    profile.cleanup();
+  });
+
+  it('is installable, and opens offline with its Spaces after a reload', async () => {
+    const page = await context.newPage();
+    await page.goto(`${relay.httpUrl}/`);
+    await page.evaluate(async () => {
+      await navigator.serviceWorker.ready;
+    });
+    const cdp = await context.newCDPSession(page);
+    const verdict = (await cdp.send('Page.getInstallabilityErrors')) as { installabilityErrors: unknown[] };
+    expect(verdict.installabilityErrors).toEqual([]);
+    const manifest = (await (await fetch(`${relay.httpUrl}/manifest.webmanifest`)).json()) as {
+      name: string;
+      display: string;
+    };
+    expect(manifest).toMatchObject({ name: 'Conclave', display: 'standalone' });
+
+    await page.getByLabel('Display name').fill('Olive');
+    await page.getByRole('button', { name: 'Create identity' }).click();
+    await page.getByLabel('Space name').fill('Offline club');
+    await page.getByRole('button', { name: 'Create space' }).click();
+    await expect.poll(() => page.getByRole('button', { name: 'Offline club' }).isVisible()).toBe(true);
+    // The page is controlled by the service worker once it claimed it (a reload at the latest).
+    await page.reload();
+    await page.evaluate(async () => {
+      await navigator.serviceWorker.ready;
+    });
+    await expect
+      .poll(() => page.evaluate(() => navigator.serviceWorker.controller !== null), { timeout: 30_000 })
+      .toBe(true);
+
+    await context.setOffline(true);
+    await page.reload();
+    await expect
+      .poll(() => page.getByRole('button', { name: 'Offline club' }).isVisible(), { timeout: 30_000 })
+      .toBe(true);
+    expect(await page.getByRole('status').first().textContent()).toContain('Offline');
+    await context.setOffline(false);
   });
 });
