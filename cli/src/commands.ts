@@ -853,21 +853,6 @@ export const COMMANDS: readonly Command[] = [
     },
   })),
   {
-    name: 'unban',
-    args: 'SPACE USER',
-    summary: 'lift a ban',
-    options: none,
-    async run(ctx, p) {
-      const userText = positional(p, 1, 'USER');
-      noMore(p, 2);
-      return withSpace(ctx, p, 'try', async (peer, space) => {
-        const user = resolveUser(peer, space, userText);
-        const w = await peer.unban(space, user);
-        return { json: { userId: id(user), status: w.status }, text: `unbanned (${status(w.status)})` };
-      });
-    },
-  },
-  {
     name: 'mute',
     args: 'SPACE USER [--for DURATION] [--reason TEXT]',
     summary: 'mute a member (until unmuted, or for a while)',
@@ -887,21 +872,24 @@ export const COMMANDS: readonly Command[] = [
       });
     },
   },
-  {
-    name: 'unmute',
+  ...(['unban', 'unmute'] as const).map((verb): Command => ({
+    name: verb,
     args: 'SPACE USER',
-    summary: 'lift a mute',
+    summary: verb === 'unban' ? 'lift a ban' : 'lift a mute',
     options: none,
     async run(ctx, p) {
       const userText = positional(p, 1, 'USER');
       noMore(p, 2);
       return withSpace(ctx, p, 'try', async (peer, space) => {
         const user = resolveUser(peer, space, userText);
-        const w = await peer.unmute(space, user);
-        return { json: { userId: id(user), status: w.status }, text: `unmuted (${status(w.status)})` };
+        const w = verb === 'unban' ? await peer.unban(space, user) : await peer.unmute(space, user);
+        return {
+          json: { userId: id(user), status: w.status },
+          text: `${verb === 'unban' ? 'unbanned' : 'unmuted'} (${status(w.status)})`,
+        };
       });
     },
-  },
+  })),
   {
     name: 'audit',
     args: 'SPACE [--export FILE]',

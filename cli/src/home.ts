@@ -24,9 +24,8 @@ import { openBlobCache, type BlobCache } from '../../shared/src/blob/cache.js';
 import { nodeAead } from '../../shared/src/crypto/aead.node.js';
 import { nodeEd25519 } from '../../shared/src/crypto/ed25519.node.js';
 import { nodeSha256 } from '../../shared/src/crypto/sha256.node.js';
-import { libp2pConnector } from '../../shared/src/net/libp2p.js';
+import { lazyLibp2pConnector } from '../../shared/src/net/libp2p.js';
 import { systemClock, webRng } from '../../shared/src/ports/env.js';
-import type { RelayConnector, RelayLink } from '../../shared/src/ports/network.js';
 import { type Storage, StorageError } from '../../shared/src/ports/storage.js';
 import {
   type IdentitySecrets,
@@ -258,7 +257,7 @@ export class Home {
     try {
       storage = await openSqliteStorage(this.dbPath);
       blobs = await openBlobCache(await openSqliteChunkStore(this.dbPath), { quotaBytes: BLOB_CACHE_BYTES });
-      const connector = lazyConnector();
+      const connector = lazyLibp2pConnector({ dialTimeoutMs: 5_000 });
       const peer = await Peer.open({
         secrets,
         storage,
@@ -303,20 +302,6 @@ function alive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
-}
-
-/** A connector that starts libp2p only when a relay is first dialled. */
-function lazyConnector(): RelayConnector {
-  let node: Promise<RelayConnector> | undefined;
-  return {
-    async connect(address: string): Promise<RelayLink> {
-      node ??= libp2pConnector({ dialTimeoutMs: 5_000 });
-      return (await node).connect(address);
-    },
-    async stop() {
-      if (node !== undefined) await (await node).stop();
-    },
-  };
 }
 
 function secretsError(e: unknown): CliError {

@@ -6,6 +6,7 @@
  */
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
+import { isRelayAddress } from '../../shared/src/net/libp2p.js';
 import { CliError, parseArgs, usage } from './args.js';
 import { COMMANDS, type Command, type Context, asCliError, findCommand } from './commands.js';
 import { Home, type PassphraseSource, homeDir } from './home.js';
@@ -147,10 +148,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
         .map((r) => r.trim())
         .filter((r) => r !== '');
     for (const r of relays) {
-      if (
-        !/^\/(ip4|ip6|dns|dns4|dns6)\/[^/]+\/tcp\/\d+\/(ws|wss|tls\/ws)\/p2p\/\w+$/.test(r) ||
-        r.length > 256
-      )
+      if (!isRelayAddress(r))
         throw usage(`--relay: "${r}" is not a relay multiaddr like /ip4/127.0.0.1/tcp/9090/ws/p2p/<peer id>`);
     }
     let stop: () => void = () => undefined;

@@ -9,11 +9,11 @@ import { idbChunkStore } from '../../shared/src/blob/chunkstore.idb.js';
 import { BlobError } from '../../shared/src/blob/errors.js';
 import { webCryptoEd25519 } from '../../shared/src/crypto/ed25519-webcrypto.js';
 import { parseInviteLink } from '../../shared/src/mls/invite.js';
-import { libp2pConnector } from '../../shared/src/net/libp2p.js';
+import { isRelayAddress, lazyLibp2pConnector } from '../../shared/src/net/libp2p.js';
 import { webCryptoAead } from '../../shared/src/ports/aead.js';
 import { systemClock, webRng } from '../../shared/src/ports/env.js';
 import { MailboxError } from '../../shared/src/ports/mailbox.js';
-import type { RelayConnector, RelayLink } from '../../shared/src/ports/network.js';
+import type { RelayConnector } from '../../shared/src/ports/network.js';
 import { NetworkError } from '../../shared/src/ports/network.js';
 import { type Storage, StorageError } from '../../shared/src/ports/storage.js';
 import { idbStorage } from '../../shared/src/ports/storage.idb.js';
@@ -118,20 +118,6 @@ function idOf<T extends Uint8Array>(text: string, bytes: number, what: string): 
   return b as T;
 }
 
-/** A connector that starts libp2p only when a relay is first dialled. */
-function lazyConnector(): RelayConnector {
-  let node: Promise<RelayConnector> | undefined;
-  return {
-    async connect(address: string): Promise<RelayLink> {
-      node ??= libp2pConnector({ dialTimeoutMs: 10_000 });
-      return (await node).connect(address);
-    },
-    async stop() {
-      if (node !== undefined) await (await node).stop();
-    },
-  };
-}
-
 export class Host implements ConclaveApi {
   /** Set by the entry (worker.ts): how this host is reached, and how many tabs connected. */
   kind: 'shared' | 'dedicated' = 'dedicated';
@@ -168,7 +154,7 @@ export class Host implements ConclaveApi {
       this.blobs ??= await openBlobCache(await idbChunkStore(`${DB_NAME}-blobs`), {
         quotaBytes: BLOB_CACHE_BYTES,
       });
-      this.connector = lazyConnector();
+      this.connector = lazyLibp2pConnector({ dialTimeoutMs: 10_000 });
       const relays = await this.relays();
       const peer = await Peer.open({
         secrets,
@@ -276,11 +262,7 @@ export class Host implements ConclaveApi {
   setRelays(relays: readonly string[]) {
     return run(async () => {
       for (const r of relays) {
-        if (
-          !/^\/(ip4|ip6|dns|dns4|dns6)\/[^/]+\/tcp\/\d+\/(ws|wss|tls\/ws)\/p2p\/\w+$/.test(r) ||
-          r.length > 256
-        )
-          throw new PeerError('invalid', `"${r}" is not a relay multiaddr`);
+        if (!isRelayAddress(r)) throw new PeerError('invalid', `"${r}" is not a relay multiaddr`);
       }
       await (await this.store()).putMeta(RELAYS_META, new TextEncoder().encode(JSON.stringify(relays)));
       await this.restart();

@@ -67,3 +67,34 @@ export function connectorOver(node: Libp2p, options: SessionOptions = {}): Relay
     },
   };
 }
+
+/**
+ * A connector that starts the libp2p client only when a relay is first dialled: a host that
+ * never goes online (an offline command, a first run) never starts a node.
+ */
+export function lazyLibp2pConnector(options: ClientNodeOptions = {}): RelayConnector {
+  let node: Promise<RelayConnector> | undefined;
+  return {
+    async connect(address: string): Promise<RelayLink> {
+      node ??= libp2pConnector(options);
+      return (await node).connect(address);
+    },
+    async stop() {
+      if (node !== undefined) await (await node).stop();
+    },
+  };
+}
+
+/** Characters of a relay multiaddr, at most. */
+const MAX_RELAY_ADDRESS = 256;
+
+/**
+ * Whether `text` is a relay address a client can dial: WebSockets over an IP or DNS name, with
+ * the relay's peer id (`/ip4/127.0.0.1/tcp/9090/ws/p2p/<peer id>`). For checking configuration.
+ */
+export function isRelayAddress(text: string): boolean {
+  return (
+    text.length <= MAX_RELAY_ADDRESS &&
+    /^\/(ip4|ip6|dns|dns4|dns6)\/[^/]+\/tcp\/\d+\/(ws|wss|tls\/ws)\/p2p\/\w+$/.test(text)
+  );
+}
