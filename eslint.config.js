@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '**/dist/', '.conclave/', 'coverage/'] },
+  { ignores: ['node_modules/', '**/dist/', '.conclave/', 'coverage/', 'android/', 'ios/'] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

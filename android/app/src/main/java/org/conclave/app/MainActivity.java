@@ -1,0 +1,5 @@
+package org.conclave.app;
+
+import com.getcapacitor.BridgeActivity;
+
+public class MainActivity extends BridgeActivity {}
