@@ -10,7 +10,7 @@ import { webCryptoAead } from '../ports/aead.js';
 import { systemClock, webRng } from '../ports/env.js';
 import type { Storage } from '../ports/storage.js';
 import { memoryStorage } from '../ports/storage.memory.js';
-import type { ChannelId, SpaceId } from '../protocol/index.js';
+import type { ChannelId, PostId, SpaceId } from '../protocol/index.js';
 import { type IdentitySecrets, createSecrets } from './identity.js';
 import { Peer, PeerError } from './peer.js';
 
@@ -130,6 +130,57 @@ describe('Peer', () => {
     const again = await peerOf(carol);
     const s = await again.sync();
     expect(s.outboxLeft).toBe(0);
+  });
+
+  it('renames a channel for an admin and refuses it to a member; a post id chosen by the writer is used once', async () => {
+    const erin = await person('Erin');
+    const fred = await person('Fred');
+    const e = await peerOf(erin);
+    await e.goOnline();
+    const { spaceId } = await e.createSpace('Names');
+    const { channelId } = await e.createChannel(spaceId, 'general', 'chat');
+    await e.renameChannel(spaceId, channelId, 'lobby');
+    expect(
+      e
+        .state(spaceId)
+        .channels()
+        .map((c) => c.name),
+    ).toEqual(['lobby']);
+    await expect(e.renameChannel(spaceId, channelId, ' ')).rejects.toMatchObject({ code: 'invalid' });
+    await expect(e.renameChannel(spaceId, new Uint8Array(16) as ChannelId, 'other')).rejects.toMatchObject({
+      code: 'unknown',
+    });
+
+    const inv = await e.createInvite(spaceId, {
+      role: 'member',
+      expiresAtMs: Date.now() + 60_000,
+      maxUses: 1,
+    });
+    const parsed = parseInviteLink(inv.link);
+    if (!parsed.ok) throw new Error(parsed.message);
+    const f = await peerOf(fred);
+    expect((await f.join(parsed.link, 0)).status).toBe('pending');
+    await e.sync();
+    expect((await f.sync(5_000)).joined).toHaveLength(1);
+    expect(
+      f
+        .state(spaceId)
+        .channels()
+        .map((c) => c.name),
+    ).toEqual(['lobby']);
+    await expect(f.renameChannel(spaceId, channelId, 'mine')).rejects.toMatchObject({ code: 'refused' });
+
+    const postId = new Uint8Array(16).fill(7) as PostId;
+    const first = await f.post(spaceId, channelId, 'once', { postId });
+    expect(first.postId).toEqual(postId);
+    await expect(f.post(spaceId, channelId, 'once', { postId })).rejects.toMatchObject({ code: 'invalid' });
+    await e.sync();
+    expect(
+      e
+        .state(spaceId)
+        .postsIn(channelId, null)
+        .map((p) => p.text),
+    ).toEqual(['once']);
   });
 
   it('refuses unknown ids with a typed error and changes nothing', async () => {

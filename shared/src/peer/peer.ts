@@ -358,6 +358,18 @@ export class Peer {
     return { channelId: channel, ...w };
   }
 
+  /** Renames a channel (admins only: the Space's rules refuse others). */
+  async renameChannel(space: SpaceId, channel: ChannelId, name: string) {
+    checkText(name, MAX_NAME_BYTES, 'a channel name', 1);
+    if (
+      !this.state(space)
+        .channels()
+        .some((c) => equalBytes(c.channelId, channel))
+    )
+      throw new PeerError('unknown', 'no such channel in this Space');
+    return this.write(space, 'EditChannel', { channel, name, topic: null, archived: null });
+  }
+
   /**
    * Posts `text` in a channel: at the top of a chat channel, in a thread, as a reply to a post,
    * or as the first post of a new forum thread when `title` is given. Attachments are encrypted
@@ -372,6 +384,11 @@ export class Peer {
       thread?: ThreadId;
       reply?: PostId;
       files?: readonly { bytes: Uint8Array; name: string; mime: string }[];
+      /**
+       * The new post's id, chosen by the caller so that a retried send of the same message
+       * (after a crash or a closed tab) is recognised: a post with this id refuses it.
+       */
+      postId?: PostId;
     } = {},
   ): Promise<{ postId: PostId; threadId: ThreadId | null; status: WriteStatus }> {
     checkText(text, MAX_POST_TEXT_BYTES, 'a post', 0);
@@ -379,6 +396,8 @@ export class Peer {
     if (text === '' && (options.files ?? []).length === 0)
       throw new PeerError('invalid', 'a post needs text or a file');
     const state = this.state(space);
+    if (options.postId !== undefined && state.post(options.postId) !== undefined)
+      throw new PeerError('invalid', 'a post with that id exists already');
     const ch = state.channels().find((c) => equalBytes(c.channelId, channel));
     if (ch === undefined) throw new PeerError('unknown', 'no such channel in this Space');
     let thread: ThreadId | null = options.thread ?? null;
@@ -411,7 +430,7 @@ export class Peer {
       thread = this.o.rng.randomBytes(16) as ThreadId;
       await this.write(space, 'CreateThread', { thread, channel, title: options.title, root: null });
     }
-    const post = this.o.rng.randomBytes(16) as PostId;
+    const post = options.postId ?? (this.o.rng.randomBytes(16) as PostId);
     const w = await this.write(space, 'CreatePost', {
       post,
       channel,
