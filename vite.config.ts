@@ -31,6 +31,8 @@ export default defineConfig({
         start_url: '/',
         scope: '/',
         display: 'standalone',
+        // The installed desktop app: its own title bar area where the browser offers it.
+        display_override: ['window-controls-overlay', 'standalone'],
         background_color: '#ffffff',
         theme_color: '#4c1d95',
         icons: [
@@ -38,6 +40,23 @@ export default defineConfig({
           { src: '/icon-512.png', sizes: '512x512', type: 'image/png' },
           { src: '/icon-maskable-512.png', sizes: '512x512', type: 'image/png', purpose: 'maskable' },
         ],
+        // The icon's menu; web/src/launch.ts reads `do`.
+        shortcuts: [
+          {
+            name: 'New message',
+            short_name: 'Message',
+            url: '/?do=message',
+            icons: [{ src: '/icon-192.png', sizes: '192x192', type: 'image/png' }],
+          },
+          {
+            name: 'Join space',
+            short_name: 'Join',
+            url: '/?do=join',
+            icons: [{ src: '/icon-192.png', sizes: '192x192', type: 'image/png' }],
+          },
+        ],
+        // web+conclave://join/… invite links open the installed app, which joins (web/src/launch.ts).
+        protocol_handlers: [{ protocol: 'web+conclave', url: '/?invite=%s' }],
       },
       workbox: {
         globPatterns: ['**/*.{js,css,html,png,svg,webmanifest}'],

@@ -7,6 +7,7 @@ export default defineConfig({
       'relay/**/*.test.ts',
       'cli/**/*.test.ts',
       'worker/**/*.test.ts',
+      'web/**/*.test.ts',
       'e2e/**/*.test.ts',
     ],
     testTimeout: 120_000,

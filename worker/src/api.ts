@@ -12,6 +12,7 @@
  *   away (`pagehide`), since a callback into a closed tab never returns.
  */
 import type { ChannelItem, MemberItem, PostItem } from '../../shared/src/peer/views.js';
+import type { Notice } from './notify.js';
 
 export type { ChannelItem, MemberItem, PostItem };
 
@@ -199,4 +200,20 @@ export interface ConclaveApi {
   sync(): Promise<Result<SyncItem>>;
   subscribe(listener: (event: LiveEvent) => void): Promise<number>;
   unsubscribe(id: number): Promise<void>;
+
+  /**
+   * The app goes to the background (hidden, or paused by the phone, which may then suspend or
+   * kill it): offers the outbox to the relays now. Mailbox cursors are saved as each message
+   * is handled (a message whose cursor was not saved comes again and is a no-op).
+   */
+  suspend(): Promise<Result<{ outboxLeft: number }>>;
+  /**
+   * The app is back (visible, resumed, or online again): reconnects to the relays at once when
+   * no link survived, pulls every Space's mailbox until caught up, flushes the outbox. Answers
+   * how many ops arrived, whether a relay was reached, and the arrived posts that call for this
+   * person (a mention of their name, a reply to their post: notify.ts).
+   */
+  resume(): Promise<
+    Result<{ online: boolean; accepted: number; outboxLeft: number; notices: readonly Notice[] }>
+  >;
 }

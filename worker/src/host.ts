@@ -53,6 +53,8 @@ import type {
   ThreadItem,
 } from './api.js';
 import { loadSecrets, saveSecrets } from './keystore.js';
+import { notable } from './notify.js';
+import { arrivedSince, postKeys } from './resume.js';
 
 const DB_NAME = 'conclave';
 const RELAYS_META = 'host/relays';
@@ -583,5 +585,44 @@ export class Host implements ConclaveApi {
   unsubscribe(id: number): Promise<void> {
     this.listeners.delete(id);
     return Promise.resolve();
+  }
+
+  // ---------- the app's lifecycle (web/src/lifecycle.ts) ----------
+
+  /** The posts held when the app went away: what `resume` compares against. */
+  private awayFrom: Set<string> | undefined;
+
+  suspend() {
+    return run(async () => {
+      const peer = this.peer;
+      if (peer === undefined) return { outboxLeft: 0 };
+      this.awayFrom ??= postKeys(peer);
+      return { outboxLeft: peer.isOnline() ? await peer.pool.flush() : peer.network.outbox };
+    });
+  }
+
+  resume() {
+    return run(async () => {
+      let peer = await this.open();
+      if (peer === undefined || (await this.relays()).length === 0)
+        return { online: false, accepted: 0, outboxLeft: 0, notices: [] };
+      const before = this.awayFrom ?? postKeys(peer);
+      this.awayFrom = undefined;
+      if (!peer.isOnline()) {
+        // No link survived the time away, and the pool's reconnect timers may have backed off
+        // to 30 s meanwhile: start the peer over, which dials every relay now.
+        await this.restart();
+        peer = await this.need();
+      }
+      const online = await peer.catchUp();
+      const outboxLeft = online ? await peer.pool.flush() : peer.network.outbox;
+      const { arrived, names } = arrivedSince(peer, before);
+      return {
+        online,
+        accepted: arrived.length,
+        outboxLeft,
+        notices: notable(arrived, { userId: idText(peer.userId), names }),
+      };
+    });
   }
 }

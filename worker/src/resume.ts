@@ -1,0 +1,52 @@
+/**
+ * What the host's `suspend`/`resume` (api.ts) read from the peer: the posts held when the app
+ * went away, and those that arrived since, from others, as notify.ts takes them.
+ */
+import type { Peer } from '../../shared/src/peer/peer.js';
+import { idText, nameIn } from '../../shared/src/peer/views.js';
+import { bytesKey } from '../../shared/src/protocol/ids.js';
+import type { ArrivedPost } from './notify.js';
+
+/** Every post of every Space on the device, as `<space key>/<post key>`. */
+export function postKeys(peer: Peer): Set<string> {
+  const keys = new Set<string>();
+  for (const s of peer.spaces()) {
+    const sk = bytesKey(s.spaceId);
+    for (const p of peer.state(s.spaceId).allPosts()) keys.add(`${sk}/${bytesKey(p.postId)}`);
+  }
+  return keys;
+}
+
+/** Posts by others that are not in `before`, and the names this person goes by in their Spaces. */
+export function arrivedSince(
+  peer: Peer,
+  before: ReadonlySet<string>,
+): { arrived: ArrivedPost[]; names: string[] } {
+  const arrived: ArrivedPost[] = [];
+  const names = new Set<string>([peer.name]);
+  const me = bytesKey(peer.userId);
+  for (const s of peer.spaces()) {
+    const state = peer.state(s.spaceId);
+    names.add(state.nameOf(peer.userId) ?? peer.name);
+    const sk = bytesKey(s.spaceId);
+    const posts = state.allPosts();
+    const byKey = new Map(posts.map((p) => [bytesKey(p.postId), p]));
+    for (const p of posts) {
+      const pk = bytesKey(p.postId);
+      if (before.has(`${sk}/${pk}`) || bytesKey(p.author) === me) continue;
+      const parent = p.parent === null ? undefined : byKey.get(bytesKey(p.parent));
+      arrived.push({
+        spaceId: idText(s.spaceId),
+        spaceName: s.name,
+        channelId: idText(p.channel),
+        postId: idText(p.postId),
+        author: idText(p.author),
+        authorName: nameIn(state, p.author),
+        text: p.deleted ? '' : p.text,
+        deleted: p.deleted,
+        replyToAuthor: parent === undefined ? null : idText(parent.author),
+      });
+    }
+  }
+  return { arrived, names: [...names] };
+}
