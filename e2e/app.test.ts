@@ -52,9 +52,16 @@ describe('the app', () => {
   }
 
   const messages = (page: Page) => page.getByRole('list', { name: 'Messages' }).locator('li .text');
+  const channels = (page: Page) => page.getByRole('navigation', { name: 'Channels' });
+  const spacesNav = (page: Page) => page.getByRole('navigation', { name: 'Spaces' });
 
-  it('people meet by invite link and chat live; edits, a moderator’s delete and a kick reach everyone; a reload keeps everything', async () => {
-    const alice = await browser.newContext();
+  async function say(page: Page, text: string): Promise<void> {
+    await page.getByLabel('Message', { exact: true }).fill(text);
+    await page.getByLabel('Message', { exact: true }).press('Enter');
+  }
+
+  it('people meet by invite link and chat live; unread counts, rename, mute, offline catch-up, a send from a closed tab; edits, a moderator’s delete and a kick reach everyone; a reload keeps everything', async () => {
+    const alice = await browser.newContext({ permissions: ['clipboard-read', 'clipboard-write'] });
     const bob = await browser.newContext();
     const carol = await browser.newContext();
     try {
@@ -77,12 +84,30 @@ describe('the app', () => {
       await a.getByLabel('Message', { exact: true }).press('Enter');
       await expect.poll(() => messages(a).allTextContents()).toEqual(['hello from Alice']);
 
+      // The invite dialog: a link at once; another with a chosen role, expiry and uses; copied; its QR code.
       await a.getByRole('button', { name: 'Create invite' }).click();
-      const link = await a.getByLabel('New invite link').inputValue();
+      const dialog = a.getByRole('dialog', { name: 'Invite people to Club' });
+      const first = await dialog.getByLabel('New invite link').inputValue();
+      expect(first).toMatch(/#join=/);
+      await dialog.getByLabel('Role').selectOption('member');
+      await dialog.getByLabel('Expires after').selectOption({ label: '1 day' });
+      await dialog.getByLabel('Maximum uses (0: no limit)').fill('5');
+      await dialog.getByRole('button', { name: 'Create new link' }).click();
+      await expect.poll(() => dialog.getByLabel('New invite link').inputValue()).not.toBe(first);
+      const link = await dialog.getByLabel('New invite link').inputValue();
       expect(link).toMatch(/#join=/);
+      const qr = dialog.getByRole('img', { name: 'QR code of the invite link' });
+      expect(await qr.isVisible()).toBe(true);
+      expect(await qr.locator('path').getAttribute('d')).toMatch(/^M\d/);
+      await dialog.getByRole('button', { name: 'Copy' }).click();
+      await expect.poll(() => dialog.getByRole('button', { name: 'Copied' }).count()).toBe(1);
+      expect(await a.evaluate(() => navigator.clipboard.readText())).toBe(link);
+      expect(await seriousViolations(a)).toEqual([]);
+      await dialog.getByRole('button', { name: 'Close' }).click();
+      await expect.poll(() => dialog.count()).toBe(0);
 
       // Bob opens the link in his own profile: after onboarding the app joins by it.
-      const b = await bob.newPage();
+      let b = await bob.newPage();
       await b.goto(link);
       await onboard(b, 'Bob');
       await expect
@@ -106,6 +131,125 @@ describe('the app', () => {
           timeout: 30_000,
         })
         .toContain('(edited)');
+      a.on('dialog', (d) => void d.accept());
+
+      // Unread: Alice writes in a second channel; Bob, reading #general, sees the counts.
+      await a.getByLabel('Channel name').fill('random');
+      await a.getByRole('button', { name: 'Create channel' }).click();
+      await say(a, 'first in random');
+      await expect.poll(() => messages(a).allTextContents()).toEqual(['first in random']);
+      await say(a, 'second in random');
+      await expect.poll(() => messages(a).allTextContents()).toEqual(['first in random', 'second in random']);
+      await expect
+        .poll(() => channels(b).getByRole('button', { name: '# random, 2 unread', exact: true }).count(), {
+          timeout: 30_000,
+        })
+        .toBe(1);
+      await expect
+        .poll(() => spacesNav(b).getByRole('button', { name: 'Club, 2 unread', exact: true }).count())
+        .toBe(1);
+      // Opening it: the "New messages" marker stands before the first unread one, the counts go.
+      await channels(b).getByRole('button', { name: '# random, 2 unread', exact: true }).click();
+      const rows = b.getByRole('list', { name: 'Messages' }).getByRole('listitem');
+      await expect
+        .poll(() => rows.evaluateAll((els) => els.map((e) => e.getAttribute('aria-label'))))
+        .toEqual(['New messages', 'Alice: first in random', 'Alice: second in random']);
+      await expect
+        .poll(() => spacesNav(b).getByRole('button', { name: 'Club', exact: true }).count())
+        .toBe(1);
+      expect(await channels(b).getByRole('button', { name: '# random', exact: true }).count()).toBe(1);
+
+      // Alice (admin) renames the channel; Bob sees the new name.
+      await a.getByRole('button', { name: 'Rename channel' }).click();
+      await a.getByLabel('New channel name').fill('lounge');
+      await a.getByRole('button', { name: 'Rename', exact: true }).click();
+      await expect
+        .poll(() => channels(b).getByRole('button', { name: '# lounge', exact: true }).count(), {
+          timeout: 30_000,
+        })
+        .toBe(1);
+      expect(await b.getByRole('heading', { name: '# lounge' }).count()).toBe(1);
+
+      // Alice mutes Bob for 5 minutes: his post is refused; unmuted, he posts again.
+      await a.getByRole('button', { name: 'Members' }).click();
+      const aliceList = a.getByRole('complementary', { name: 'Member list' });
+      await aliceList.getByRole('listitem', { name: 'Bob' }).getByRole('button', { name: 'Mute' }).click();
+      const muteDialog = a.getByRole('dialog', { name: 'Mute Bob' });
+      await muteDialog.getByLabel('Duration').selectOption({ label: '5 minutes' });
+      expect(await muteDialog.textContent()).toContain(
+        'Bob will not be able to post in this Space for 5 minutes',
+      );
+      expect(await seriousViolations(a)).toEqual([]);
+      await muteDialog.getByRole('button', { name: 'Confirm mute' }).click();
+      await expect
+        .poll(() => aliceList.getByRole('listitem', { name: 'Bob' }).textContent())
+        .toContain('muted until');
+      const bobSeesMuted = async () => {
+        await b.getByRole('button', { name: 'Members' }).click();
+        return (
+          (await b
+            .getByRole('complementary', { name: 'Member list' })
+            .getByRole('listitem', { name: 'Bob' })
+            .textContent()) ?? ''
+        );
+      };
+      await expect.poll(bobSeesMuted, { timeout: 30_000 }).toContain('muted until');
+      await say(b, 'while muted');
+      await expect.poll(() => b.getByRole('alert').textContent()).toContain('refused');
+      expect(await messages(b).allTextContents()).toEqual(['first in random', 'second in random']);
+      await aliceList.getByRole('listitem', { name: 'Bob' }).getByRole('button', { name: 'Unmute' }).click();
+      await expect
+        .poll(() => aliceList.getByRole('listitem', { name: 'Bob' }).textContent())
+        .not.toContain('muted');
+      await expect.poll(bobSeesMuted, { timeout: 30_000 }).not.toContain('muted');
+      await say(b, 'unmuted again');
+      await expect
+        .poll(() => messages(a).allTextContents(), { timeout: 30_000 })
+        .toEqual(['first in random', 'second in random', 'unmuted again']);
+
+      // Bob goes offline while Alice posts 50 messages; back online, he has all 50, in order.
+      await bob.setOffline(true);
+      await expect.poll(() => b.getByRole('status').first().textContent()).toContain('Offline');
+      const fifty = Array.from({ length: 50 }, (_, i) => `while Bob was away ${i + 1}`);
+      for (const text of fifty) {
+        await say(a, text);
+        await expect.poll(async () => (await messages(a).allTextContents()).at(-1)).toBe(text);
+      }
+      expect(await messages(b).allTextContents()).not.toContain('while Bob was away 1');
+      await bob.setOffline(false);
+      await expect
+        .poll(async () => (await messages(b).allTextContents()).slice(-50), { timeout: 60_000 })
+        .toEqual(fifty);
+
+      // Bob presses Send and closes the tab at once: the message goes out when he opens the app again.
+      await say(b, 'sent as the tab closed');
+      await b.close();
+      b = await bob.newPage();
+      await b.goto(`${relay.httpUrl}/`);
+      await expect
+        .poll(
+          async () => (await messages(a).allTextContents()).filter((t) => t === 'sent as the tab closed'),
+          {
+            timeout: 60_000,
+          },
+        )
+        .toEqual(['sent as the tab closed']);
+      // Read positions survive: nothing Alice wrote counts as unread in Bob's new tab.
+      await expect
+        .poll(() => spacesNav(b).getByRole('button', { name: 'Club', exact: true }).count(), {
+          timeout: 30_000,
+        })
+        .toBe(1);
+      await spacesNav(b).getByRole('button', { name: 'Club', exact: true }).click();
+      await expect
+        .poll(() => messages(b).allTextContents(), { timeout: 30_000 })
+        .toEqual(['hello from Alice, edited', 'hi Alice']);
+      await channels(a)
+        .getByRole('button', { name: /^# general/ })
+        .click();
+      await expect
+        .poll(() => messages(a).allTextContents())
+        .toEqual(['hello from Alice, edited', 'hi Alice']);
 
       // Carol joins by the same link and posts; Alice (admin) deletes it, then removes Carol.
       const c = await carol.newPage();
@@ -117,7 +261,6 @@ describe('the app', () => {
       await expect
         .poll(() => messages(b).allTextContents(), { timeout: 30_000 })
         .toContain('spam from Carol');
-      a.on('dialog', (d) => void d.accept());
       await expect
         .poll(() => messages(a).allTextContents(), { timeout: 30_000 })
         .toContain('spam from Carol');
@@ -131,7 +274,15 @@ describe('the app', () => {
 
       await a.getByRole('button', { name: 'Members' }).click();
       const list = a.getByRole('complementary', { name: 'Member list' });
-      await expect.poll(() => list.locator('li').count(), { timeout: 30_000 }).toBe(3);
+      await expect
+        .poll(
+          async () => {
+            await a.getByRole('button', { name: 'Members' }).click();
+            return list.locator('li').count();
+          },
+          { timeout: 30_000 },
+        )
+        .toBe(3);
       await list.getByRole('listitem', { name: 'Carol' }).getByRole('button', { name: 'Kick' }).click();
       await expect
         .poll(() => c.getByText('You were removed from this Space.').isVisible(), { timeout: 60_000 })

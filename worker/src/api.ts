@@ -64,14 +64,55 @@ export interface SpaceItem {
   readonly role: 'admin' | 'moderator' | 'member';
   /** `removed`: this device is out of the Space; `pending`: its join request waits for an answer. */
   readonly status: 'member' | 'removed' | 'pending';
+  /** Others' posts in all its channels since each channel was last read (`markRead`). */
+  readonly unread: number;
+}
+
+export interface ChannelInfo extends ChannelItem {
+  /** Others' posts since the channel was last read (`markRead`); every one before the first read. */
+  readonly unread: number;
 }
 
 export interface SpaceInfo extends SpaceItem {
   readonly description: string;
   readonly epoch: number;
   readonly memberCount: number;
-  readonly channels: readonly ChannelItem[];
+  readonly channels: readonly ChannelInfo[];
   readonly historyVisibility: 'all' | 'sinceJoin';
+}
+
+/** A post as a timeline shows it, with the start of the post it replies to. */
+export interface TimelineItem extends PostItem {
+  /** The replied-to post's author and text (empty when deleted), null when not a reply. */
+  readonly quote: { readonly authorName: string; readonly text: string } | null;
+}
+
+/**
+ * One window of a channel's (or a thread's) posts, oldest first: what the page renders. Deleted
+ * posts are left out; cursors are post ids and stay valid when the post is deleted.
+ */
+export interface TimelinePage {
+  readonly posts: readonly TimelineItem[];
+  /** Pass as `before` for the page before this one; null when this one starts the channel. */
+  readonly older: string | null;
+  /** Posts (not deleted) in the whole channel or thread. */
+  readonly total: number;
+  /** The first post of someone else since the channel was last read, null when all are read. */
+  readonly firstUnread: string | null;
+  /** Others' posts since the channel was last read. */
+  readonly unread: number;
+}
+
+/** Where a timeline window is: the newest posts, the page before a post, or from a post on. */
+export interface TimelineQuery {
+  /** A thread of a forum channel; leave out for a chat channel's timeline. */
+  readonly threadId?: string;
+  /** The `limit` posts just before this one. */
+  readonly before?: string;
+  /** This post and every later one (the newest `limit` when there are more). */
+  readonly from?: string;
+  /** Posts at most: 1 to 500. */
+  readonly limit: number;
 }
 
 export interface ThreadItem {
@@ -104,6 +145,8 @@ export interface NetworkItem {
   }[];
   /** Own ops waiting for a relay to take them. */
   readonly outbox: number;
+  /** A catch-up is in progress: the relays are delivering what arrived while this device was away. */
+  readonly syncing: boolean;
 }
 
 export interface SyncItem {
@@ -125,6 +168,8 @@ export type LiveEvent =
   | { readonly kind: 'join-refused'; readonly spaceId: string; readonly reason: string }
   /** This device was removed from the Space. */
   | { readonly kind: 'removed'; readonly spaceId: string }
+  /** A channel of the Space was read (in any tab): unread counts changed. */
+  | { readonly kind: 'read'; readonly spaceId: string }
   /** A join request was handled by this device (as an admin or moderator online). */
   | { readonly kind: 'admission'; readonly spaceId: string; readonly result: string };
 
@@ -142,6 +187,13 @@ export interface ConclaveApi {
   hostInfo(): Promise<Result<HostInfo>>;
   /** Relays to use (multiaddrs with `/p2p/<peer id>`), kept on the device. Reconnects. */
   setRelays(relays: readonly string[]): Promise<Result<NetworkItem>>;
+  /**
+   * The browser says the device went offline (`false`) or is back (`true`): offline, the host
+   * drops its relay connections (a browser's offline mode may spare a worker's open WebSockets,
+   * and a dead link can look alive for minutes), so the status says offline and posts wait in
+   * the outbox; back, it reconnects and catches up. No-op when nothing changes.
+   */
+  setOnline(online: boolean): Promise<Result<NetworkItem>>;
   /** This device's identity, or null before the first run's `createIdentity`/`importBackup`. */
   identity(): Promise<Result<IdentityItem | null>>;
   createIdentity(name: string): Promise<Result<IdentityItem>>;
@@ -165,8 +217,21 @@ export interface ConclaveApi {
     name: string,
     type: 'chat' | 'forum',
   ): Promise<Result<{ channelId: string; status: WriteStatus }>>;
-  /** Posts of a channel in display order: a chat channel's top level, or one thread. */
+  /** Renames a channel (admins). */
+  renameChannel(spaceId: string, channelId: string, name: string): Promise<Result<{ status: WriteStatus }>>;
+  /** Every post of a channel in display order: a chat channel's top level, or one thread. */
   posts(spaceId: string, channelId: string, threadId?: string): Promise<Result<PostItem[]>>;
+  /**
+   * One window of a channel's timeline (or a thread's): what the page shows, never the whole
+   * channel. The newest `limit` without a cursor; older pages with `before`; a live refresh of
+   * what is on screen with `from` (the oldest post shown).
+   */
+  timeline(spaceId: string, channelId: string, query: TimelineQuery): Promise<Result<TimelinePage>>;
+  /**
+   * Marks a channel read up to `postId` (kept on the device, for every tab; never moves back).
+   * Tabs get a `read` event.
+   */
+  markRead(spaceId: string, channelId: string, postId: string): Promise<Result<{ unread: number }>>;
   threads(spaceId: string, channelId: string): Promise<Result<ThreadItem[]>>;
   post(
     spaceId: string,
@@ -177,6 +242,12 @@ export interface ConclaveApi {
       threadId?: string;
       replyTo?: string;
       files?: readonly { bytes: Uint8Array; name: string; mime: string }[];
+      /**
+       * A random string the page chose for this message (e.g. `crypto.randomUUID()`): the same
+       * send made again (after a closed tab) answers the post made the first time, with status
+       * `queued`, instead of posting it twice.
+       */
+      sendId?: string;
     },
   ): Promise<Result<{ postId: string; threadId: string | null; status: WriteStatus }>>;
   editPost(spaceId: string, postId: string, text: string): Promise<Result<{ status: WriteStatus }>>;

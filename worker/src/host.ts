@@ -26,6 +26,8 @@ import {
   restoreBackup,
 } from '../../shared/src/peer/identity.js';
 import { Peer, PeerError, type PeerEvent } from '../../shared/src/peer/peer.js';
+import type { PostView, SpaceState } from '../../shared/src/core/state.js';
+import { sha256 } from '../../shared/src/crypto/sha256.js';
 import {
   SecretsError,
   openWithPassphrase,
@@ -44,6 +46,7 @@ import { equalBytes } from '../../shared/src/protocol/ids.js';
 import { fromMultibase } from '../../shared/src/protocol/multibase.js';
 import type {
   ApiError,
+  ChannelInfo,
   ConclaveApi,
   ErrorCode,
   IdentityItem,
@@ -51,6 +54,9 @@ import type {
   NetworkItem,
   Result,
   ThreadItem,
+  TimelineItem,
+  TimelinePage,
+  TimelineQuery,
 } from './api.js';
 import { loadSecrets, saveSecrets } from './keystore.js';
 import { notable } from './notify.js';
@@ -58,6 +64,10 @@ import { arrivedSince, postKeys } from './resume.js';
 
 const DB_NAME = 'conclave';
 const RELAYS_META = 'host/relays';
+/** Per Space: each channel's read position, `{[channelId]: {postId, atMs}}` as JSON. */
+const READS_META = 'host/read/';
+/** Posts a timeline window holds at most. */
+const MAX_WINDOW = 500;
 /** Bytes of attachments the device keeps cached. */
 const BLOB_CACHE_BYTES = 128 * 1024 * 1024;
 /** Milliseconds between the background rounds (admit, retry, send). */
@@ -114,6 +124,22 @@ async function run<T>(fn: () => Promise<T> | T): Promise<Result<T>> {
   }
 }
 
+/** Where a channel was last read: the post, and its time for when that post is not found. */
+interface ReadMark {
+  readonly postId: string;
+  readonly atMs: number;
+}
+
+/**
+ * A channel's (or thread's) posts in display order, deleted ones included so that cursors stay
+ * valid; rebuilt only when the Space's state changed (its op count moved).
+ */
+interface PostIndex {
+  readonly state: SpaceState;
+  readonly size: number;
+  readonly posts: readonly PostView[];
+}
+
 function idOf<T extends Uint8Array>(text: string, bytes: number, what: string): T {
   const b = text.length <= 64 ? fromMultibase(text) : undefined;
   if (b?.length !== bytes) throw new PeerError('unknown', `no ${what} "${text}"`);
@@ -132,6 +158,15 @@ export class Host implements ConclaveApi {
   private timer: ReturnType<typeof setInterval> | undefined;
   private readonly listeners = new Map<number, (e: LiveEvent) => void>();
   private nextListener = 1;
+  /** Catch-ups in progress (the status says "syncing"). */
+  private syncing = 0;
+  private wasConnected = false;
+  private online = false;
+  /** The browser said the device is offline (`setOnline(false)`). */
+  private browserOffline = false;
+  private readonly indexes = new Map<string, PostIndex>();
+  private readonly reads = new Map<string, Record<string, ReadMark>>();
+  private restarting: Promise<void> = Promise.resolve();
 
   private async store(): Promise<Storage> {
     this.storage ??= await idbStorage(DB_NAME);
@@ -147,6 +182,7 @@ export class Host implements ConclaveApi {
 
   /** The peer, opened once from the saved identity; undefined before there is one. */
   private async open(): Promise<Peer | undefined> {
+    await this.restarting;
     if (this.peer !== undefined) return this.peer;
     this.opening ??= (async () => {
       const payload = await loadSecrets();
@@ -162,7 +198,8 @@ export class Host implements ConclaveApi {
         secrets,
         storage,
         connector: this.connector,
-        relays,
+        // While the browser says it is offline, no relay: posts wait in the outbox.
+        relays: this.browserOffline ? [] : relays,
         ed25519,
         aead,
         clock: systemClock,
@@ -174,9 +211,13 @@ export class Host implements ConclaveApi {
       });
       this.peer = peer;
       peer.pool.onState(() => {
+        const connected = peer.isOnline();
+        // Back after a drop: the relays now deliver what went by meanwhile.
+        if (connected && !this.wasConnected && this.online) void this.catchUp(peer);
+        this.wasConnected = connected;
         this.emit({ kind: 'network', network: this.networkItem() });
       });
-      if (relays.length > 0) void this.goOnline(peer);
+      if (relays.length > 0 && !this.browserOffline) void this.goOnline(peer);
       return peer;
     })().finally(() => {
       this.opening = undefined;
@@ -185,16 +226,34 @@ export class Host implements ConclaveApi {
   }
 
   private async goOnline(peer: Peer): Promise<void> {
+    this.syncing++;
     try {
       await peer.goOnline();
       await peer.catchUp();
       peer.watchInvites();
     } catch {
       // Offline for now: the pool keeps trying, and the next round does the rest.
+    } finally {
+      this.syncing--;
+      this.online = true;
+      this.emit({ kind: 'network', network: this.networkItem() });
     }
     this.timer ??= setInterval(() => {
       void peer.serveTick().catch(() => undefined);
     }, TICK_MS);
+  }
+
+  private async catchUp(peer: Peer): Promise<void> {
+    this.syncing++;
+    this.emit({ kind: 'network', network: this.networkItem() });
+    try {
+      await peer.catchUp();
+    } catch {
+      // Dropped again: the next reconnect catches up.
+    } finally {
+      this.syncing--;
+      this.emit({ kind: 'network', network: this.networkItem() });
+    }
   }
 
   private async need(): Promise<Peer> {
@@ -240,6 +299,7 @@ export class Host implements ConclaveApi {
     return {
       relays: (s?.relays ?? []).map((r) => ({ address: r.address, status: r.status })),
       outbox: s?.outbox ?? 0,
+      syncing: this.syncing > 0,
     };
   }
 
@@ -247,12 +307,95 @@ export class Host implements ConclaveApi {
     return { userId: idText(peer.userId), deviceId: idText(peer.identity.device), name: peer.name };
   }
 
-  private async restart(): Promise<void> {
-    if (this.timer !== undefined) clearInterval(this.timer);
-    this.timer = undefined;
-    await this.peer?.close();
-    await this.connector?.stop();
-    this.peer = undefined;
+  /** The posts of a channel (`thread` undefined: all of it; null: a chat's top level; or one thread). */
+  private index(
+    space: SpaceId,
+    state: SpaceState,
+    channel: ChannelId,
+    thread: ThreadId | null | undefined,
+  ): PostIndex {
+    const key = `${idText(space)}/${idText(channel)}/${thread === undefined ? '*' : thread === null ? '-' : idText(thread)}`;
+    const had = this.indexes.get(key);
+    if (had !== undefined && had.state === state && had.size === state.size) return had;
+    const made = { state, size: state.size, posts: state.postsIn(channel, thread, true) };
+    this.indexes.set(key, made);
+    return made;
+  }
+
+  private async readMarks(spaceId: string): Promise<Record<string, ReadMark>> {
+    const had = this.reads.get(spaceId);
+    if (had !== undefined) return had;
+    const b = await (await this.store()).getMeta(READS_META + spaceId);
+    const marks: Record<string, ReadMark> = {};
+    if (b !== undefined) {
+      const v = JSON.parse(new TextDecoder().decode(b)) as unknown;
+      if (typeof v === 'object' && v !== null) {
+        for (const [k, m] of Object.entries(v as Record<string, unknown>)) {
+          const r = m as Partial<ReadMark> | null;
+          if (typeof r?.postId === 'string' && typeof r.atMs === 'number')
+            marks[k] = { postId: r.postId, atMs: r.atMs };
+        }
+      }
+    }
+    this.reads.set(spaceId, marks);
+    return marks;
+  }
+
+  /** Where the unread posts start in `posts` (others' posts after the read mark), and how many. */
+  private unreadIn(
+    posts: readonly PostView[],
+    mark: ReadMark | undefined,
+    me: UserId,
+  ): { first: number; count: number } {
+    let start = 0;
+    if (mark !== undefined) {
+      const id = fromMultibase(mark.postId);
+      const at = id === undefined ? -1 : posts.findIndex((p) => equalBytes(p.postId, id));
+      start = at >= 0 ? at + 1 : posts.findIndex((p) => p.wallMs > mark.atMs);
+      if (start < 0) start = posts.length;
+    }
+    let first = -1;
+    let count = 0;
+    for (let i = start; i < posts.length; i++) {
+      const p = posts[i] as PostView;
+      if (p.deleted || equalBytes(p.author, me)) continue;
+      if (first < 0) first = i;
+      count++;
+    }
+    return { first, count };
+  }
+
+  private async channelInfos(peer: Peer, space: SpaceId, spaceId: string): Promise<ChannelInfo[]> {
+    const state = peer.state(space);
+    const marks = await this.readMarks(spaceId);
+    return channelItems(state).map((c, i) => {
+      const view = state.channels()[i];
+      const channel = view?.channelId as ChannelId;
+      const idx = this.index(space, state, channel, c.type === 'chat' ? null : undefined);
+      return { ...c, unread: this.unreadIn(idx.posts, marks[c.channelId], peer.userId).count };
+    });
+  }
+
+  /**
+   * Closes the peer and its connections; the next call opens it again. Restarts run one at a
+   * time, after any opening in progress, and `open` waits for them, so two callers (the
+   * network coming back, the app resuming) never close each other's new peer.
+   */
+  private restart(): Promise<void> {
+    const run = this.restarting.then(async () => {
+      if (this.opening !== undefined) await this.opening.catch(() => undefined);
+      const peer = this.peer;
+      const connector = this.connector;
+      if (this.timer !== undefined) clearInterval(this.timer);
+      this.timer = undefined;
+      this.online = false;
+      this.wasConnected = false;
+      await peer?.close();
+      await connector?.stop();
+      if (this.peer === peer) this.peer = undefined;
+    });
+    this.restarting = run.catch(() => undefined);
+    return run;
   }
 
   // ---------- ConclaveApi ----------
@@ -269,6 +412,17 @@ export class Host implements ConclaveApi {
       await (await this.store()).putMeta(RELAYS_META, new TextEncoder().encode(JSON.stringify(relays)));
       await this.restart();
       await this.open();
+      return this.networkItem();
+    });
+  }
+
+  setOnline(online: boolean) {
+    return run(async () => {
+      if (online === !this.browserOffline) return this.networkItem();
+      this.browserOffline = !online;
+      await this.restart();
+      await this.open();
+      this.emit({ kind: 'network', network: this.networkItem() });
       return this.networkItem();
     });
   }
@@ -326,11 +480,16 @@ export class Host implements ConclaveApi {
   }
 
   spaces() {
-    return run(async () =>
-      (await this.need())
-        .spaces()
-        .map((s) => ({ spaceId: idText(s.spaceId), name: s.name, role: s.role, status: s.status })),
-    );
+    return run(async () => {
+      const peer = await this.need();
+      const out = [];
+      for (const s of peer.spaces()) {
+        const spaceId = idText(s.spaceId);
+        const unread = (await this.channelInfos(peer, s.spaceId, spaceId)).reduce((n, c) => n + c.unread, 0);
+        out.push({ spaceId, name: s.name, role: s.role, status: s.status, unread });
+      }
+      return out;
+    });
   }
 
   space(spaceId: string) {
@@ -342,15 +501,17 @@ export class Host implements ConclaveApi {
       const state = peer.state(id);
       const g = peer.group(id);
       const settings = state.settings();
+      const channels = await this.channelInfos(peer, id, spaceId);
       return {
         spaceId,
         name: summary.name,
         role: summary.role,
         status: summary.status,
+        unread: channels.reduce((n, c) => n + c.unread, 0),
         description: settings.description,
         epoch: g.epoch,
         memberCount: g.users.length,
-        channels: channelItems(state),
+        channels,
         historyVisibility: settings.historyVisibility,
       };
     });
@@ -407,6 +568,116 @@ export class Host implements ConclaveApi {
     });
   }
 
+  renameChannel(spaceId: string, channelId: string, name: string) {
+    return run(async () => {
+      const w = await (
+        await this.need()
+      ).renameChannel(idOf<SpaceId>(spaceId, 16, 'Space'), idOf<ChannelId>(channelId, 16, 'channel'), name);
+      return { status: w.status };
+    });
+  }
+
+  timeline(spaceId: string, channelId: string, q: TimelineQuery) {
+    return run(async (): Promise<TimelinePage> => {
+      const peer = await this.need();
+      const space = idOf<SpaceId>(spaceId, 16, 'Space');
+      const state = peer.state(space);
+      const channel = idOf<ChannelId>(channelId, 16, 'channel');
+      const ch = state.channels().find((c) => equalBytes(c.channelId, channel));
+      if (ch === undefined) throw new PeerError('unknown', 'no such channel');
+      if (!Number.isInteger(q.limit) || q.limit < 1 || q.limit > MAX_WINDOW)
+        throw new PeerError('invalid', `a timeline window holds 1 to ${MAX_WINDOW} posts`);
+      const thread = q.threadId === undefined ? null : idOf<ThreadId>(q.threadId, 16, 'thread');
+      if (thread === null && ch.type === 'forum') throw new PeerError('invalid', 'a forum is read by thread');
+      const all = this.index(space, state, channel, thread).posts;
+      const find = (cursor: string) => {
+        const id = idOf<PostId>(cursor, 16, 'post');
+        const i = all.findIndex((p) => equalBytes(p.postId, id));
+        if (i < 0) throw new PeerError('unknown', 'no such post in this channel');
+        return i;
+      };
+      // [lo, hi) over `all` (deleted posts included), holding at most `limit` shown posts.
+      let lo: number;
+      let hi: number;
+      const takeBack = (end: number) => {
+        let i = end;
+        let n = 0;
+        while (i > 0 && n < q.limit) if (!(all[--i] as PostView).deleted) n++;
+        return i;
+      };
+      if (q.before !== undefined) {
+        hi = find(q.before);
+        lo = takeBack(hi);
+      } else if (q.from !== undefined) {
+        hi = all.length;
+        lo = Math.max(find(q.from), takeBack(hi));
+      } else {
+        hi = all.length;
+        lo = takeBack(hi);
+      }
+      let olderAt = -1;
+      for (let i = lo - 1; i >= 0; i--)
+        if (!(all[i] as PostView).deleted) {
+          olderAt = i;
+          break;
+        }
+      const window = all.slice(lo, hi).filter((p) => !p.deleted);
+      const items = postItems(state, window, channel);
+      const byId = new Map(items.map((p) => [p.postId, p]));
+      const posts = items.map((p): TimelineItem => {
+        if (p.replyTo === null) return { ...p, quote: null };
+        const shown = byId.get(p.replyTo);
+        if (shown !== undefined) return { ...p, quote: { authorName: shown.authorName, text: shown.text } };
+        const parent = state.post(idOf<PostId>(p.replyTo, 16, 'post'));
+        return {
+          ...p,
+          quote:
+            parent === undefined
+              ? null
+              : { authorName: nameIn(state, parent.author), text: parent.deleted ? '' : parent.text },
+        };
+      });
+      const marks = await this.readMarks(spaceId);
+      const whole = thread === null ? all : this.index(space, state, channel, undefined).posts;
+      const unread = this.unreadIn(whole, marks[channelId], peer.userId);
+      const firstUnread = unread.first < 0 ? null : (whole[unread.first] as PostView);
+      return {
+        posts,
+        older: olderAt < 0 || window.length === 0 ? null : (posts[0]?.postId ?? null),
+        total: all.reduce((n, p) => (p.deleted ? n : n + 1), 0),
+        firstUnread: firstUnread === null ? null : idText(firstUnread.postId),
+        unread: unread.count,
+      };
+    });
+  }
+
+  markRead(spaceId: string, channelId: string, postId: string) {
+    return run(async () => {
+      const peer = await this.need();
+      const space = idOf<SpaceId>(spaceId, 16, 'Space');
+      const state = peer.state(space);
+      const channel = idOf<ChannelId>(channelId, 16, 'channel');
+      const ch = state.channels().find((c) => equalBytes(c.channelId, channel));
+      if (ch === undefined) throw new PeerError('unknown', 'no such channel');
+      const all = this.index(space, state, channel, ch.type === 'chat' ? null : undefined).posts;
+      const id = idOf<PostId>(postId, 16, 'post');
+      const at = all.findIndex((p) => equalBytes(p.postId, id));
+      const post = all[at];
+      if (post === undefined) throw new PeerError('unknown', 'no such post in this channel');
+      const marks = await this.readMarks(spaceId);
+      const had = marks[channelId];
+      const hadAt = had === undefined ? -1 : all.findIndex((p) => idText(p.postId) === had.postId);
+      if (hadAt < at) {
+        marks[channelId] = { postId, atMs: post.wallMs };
+        await (
+          await this.store()
+        ).putMeta(READS_META + spaceId, new TextEncoder().encode(JSON.stringify(marks)));
+        this.emit({ kind: 'read', spaceId });
+      }
+      return { unread: this.unreadIn(all, marks[channelId], peer.userId).count };
+    });
+  }
+
   posts(spaceId: string, channelId: string, threadId?: string) {
     return run(async () => {
       const state = (await this.need()).state(idOf<SpaceId>(spaceId, 16, 'Space'));
@@ -452,16 +723,30 @@ export class Host implements ConclaveApi {
       threadId?: string;
       replyTo?: string;
       files?: readonly { bytes: Uint8Array; name: string; mime: string }[];
+      sendId?: string;
     } = {},
   ) {
     return run(async () => {
-      const r = await (
-        await this.need()
-      ).post(idOf<SpaceId>(spaceId, 16, 'Space'), idOf<ChannelId>(channelId, 16, 'channel'), text, {
+      const peer = await this.need();
+      const space = idOf<SpaceId>(spaceId, 16, 'Space');
+      // The post id follows from the page's send id, so the same send made twice posts once.
+      const postId =
+        o.sendId === undefined
+          ? undefined
+          : (sha256(new TextEncoder().encode(`conclave/send/${o.sendId}`)).slice(0, 16) as PostId);
+      const made = postId === undefined ? undefined : peer.state(space).post(postId);
+      if (made !== undefined)
+        return {
+          postId: idText(made.postId),
+          threadId: made.thread === null ? null : idText(made.thread),
+          status: 'queued' as const,
+        };
+      const r = await peer.post(space, idOf<ChannelId>(channelId, 16, 'channel'), text, {
         ...(o.title === undefined ? {} : { title: o.title }),
         ...(o.threadId === undefined ? {} : { thread: idOf<ThreadId>(o.threadId, 16, 'thread') }),
         ...(o.replyTo === undefined ? {} : { reply: idOf<PostId>(o.replyTo, 16, 'post') }),
         ...(o.files === undefined ? {} : { files: o.files }),
+        ...(postId === undefined ? {} : { postId }),
       });
       return {
         postId: idText(r.postId),

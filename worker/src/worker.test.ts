@@ -147,16 +147,159 @@ describe('the worker host in Chromium', () => {
       const members = value(await ask(a1, (s) => conclave.members(s), spaceId));
       expect(members.map((m) => m.name).sort()).toEqual(['Alice', 'Bob']);
 
+      // Bob's post is unread for Alice (her own are not) until she marks the channel read.
+      const info = value(await ask(a1, (s) => conclave.space(s), spaceId));
+      expect(info.channels.map((c) => [c.name, c.unread])).toEqual([['general', 1]]);
+      expect(value(await ask(a1, () => conclave.spaces())).map((s) => s.unread)).toEqual([1]);
+      const page = value(
+        await ask(a1, ([s, c]) => conclave.timeline(s, c, { limit: 50 }), [spaceId, channelId] as const),
+      );
+      expect(page.posts.map((p) => p.text)).toEqual(['hello from tab one', 'hi Alice']);
+      expect(page).toMatchObject({ older: null, total: 2, unread: 1, firstUnread: page.posts[1]?.postId });
+      const read = value(
+        await ask(a1, ([s, c, p]) => conclave.markRead(s, c, p), [
+          spaceId,
+          channelId,
+          page.posts[1]?.postId ?? '',
+        ] as const),
+      );
+      expect(read.unread).toBe(0);
+      await expect.poll(() => a2.evaluate(() => liveEvents.map((e) => e.kind))).toContain('read');
+      // Marking an earlier post read does not move the position back.
+      value(
+        await ask(a1, ([s, c, p]) => conclave.markRead(s, c, p), [
+          spaceId,
+          channelId,
+          page.posts[0]?.postId ?? '',
+        ] as const),
+      );
+      expect(value(await ask(a2, () => conclave.spaces())).map((s) => s.unread)).toEqual([0]);
+
+      // The same send made twice (a tab closed before the answer) posts once.
+      const once = value(
+        await ask(a1, ([s, c]) => conclave.post(s, c, 'only once', { sendId: 'send-1' }), [
+          spaceId,
+          channelId,
+        ] as const),
+      );
+      const twice = value(
+        await ask(a2, ([s, c]) => conclave.post(s, c, 'only once', { sendId: 'send-1' }), [
+          spaceId,
+          channelId,
+        ] as const),
+      );
+      expect(twice.postId).toBe(once.postId);
+      // An admin renames the channel; a member may not.
+      value(await ask(a1, ([s, c]) => conclave.renameChannel(s, c, 'lobby'), [spaceId, channelId] as const));
+      expect(value(await ask(a2, (s) => conclave.space(s), spaceId)).channels.map((c) => c.name)).toEqual([
+        'lobby',
+      ]);
+      await expect
+        .poll(
+          async () =>
+            (await ask(b1, ([s, c]) => conclave.renameChannel(s, c, 'mine'), [spaceId, channelId] as const))
+              .ok,
+        )
+        .toBe(false);
+
       // Every page reloaded (the worker restarts once no tab holds it): everything is still there.
       await a2.close();
       await a1.reload();
       await a1.waitForFunction(() => typeof (globalThis as { conclave?: unknown }).conclave !== 'undefined');
       expect(value(await ask(a1, () => conclave.identity()))?.userId).toBe(me.userId);
       const after = value(await ask(a1, ([s, c]) => conclave.posts(s, c), [spaceId, channelId] as const));
-      expect(after.map((p) => p.text)).toEqual(['hello from tab one', 'hi Alice']);
+      expect(after.map((p) => p.text)).toEqual(['hello from tab one', 'hi Alice', 'only once']);
+      // The read position was kept on the device.
+      expect(value(await ask(a1, () => conclave.spaces())).map((s) => s.unread)).toEqual([0]);
     } finally {
       await alice.close();
       await bob.close();
+    }
+  });
+
+  it('pages a long timeline: the newest page, older pages by cursor, a window from a post on, deleted posts left out', async () => {
+    const dave = await browser.newContext();
+    try {
+      const d = await dave.newPage();
+      await open(d);
+      value(await ask(d, () => conclave.createIdentity('Dave')));
+      const { spaceId } = value(await ask(d, () => conclave.createSpace('Long')));
+      const { channelId } = value(await ask(d, (s) => conclave.createChannel(s, 'chat', 'chat'), spaceId));
+      const ok = await d.evaluate(
+        async ([s, c]) => {
+          for (let i = 1; i <= 120; i++) if (!(await conclave.post(s, c, `m${i}`)).ok) return false;
+          return true;
+        },
+        [spaceId, channelId] as const,
+      );
+      expect(ok).toBe(true);
+      const texts = (p: { posts: readonly { text: string }[] }) => p.posts.map((x) => x.text);
+      const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => `m${a + i}`);
+      const newest = value(
+        await ask(d, ([s, c]) => conclave.timeline(s, c, { limit: 50 }), [spaceId, channelId] as const),
+      );
+      expect(texts(newest)).toEqual(range(71, 120));
+      expect(newest.total).toBe(120);
+      expect(newest.older).toBe(newest.posts[0]?.postId);
+      const before = newest.older ?? '';
+      const second = value(
+        await ask(d, ([s, c, b]) => conclave.timeline(s, c, { before: b, limit: 50 }), [
+          spaceId,
+          channelId,
+          before,
+        ] as const),
+      );
+      expect(texts(second)).toEqual(range(21, 70));
+      const third = value(
+        await ask(d, ([s, c, b]) => conclave.timeline(s, c, { before: b, limit: 50 }), [
+          spaceId,
+          channelId,
+          second.older ?? '',
+        ] as const),
+      );
+      expect(texts(third)).toEqual(range(1, 20));
+      expect(third.older).toBeNull();
+
+      // A deleted post leaves the window, and its id still works as a cursor.
+      const m100 = newest.posts.find((p) => p.text === 'm100')?.postId ?? '';
+      value(await ask(d, ([s, p]) => conclave.deletePost(s, p), [spaceId, m100] as const));
+      const from = value(
+        await ask(d, ([s, c, f]) => conclave.timeline(s, c, { from: f, limit: 500 }), [
+          spaceId,
+          channelId,
+          m100,
+        ] as const),
+      );
+      expect(texts(from)).toEqual(range(101, 120));
+      const upTo = value(
+        await ask(d, ([s, c, b]) => conclave.timeline(s, c, { before: b, limit: 3 }), [
+          spaceId,
+          channelId,
+          m100,
+        ] as const),
+      );
+      expect(texts(upTo)).toEqual(range(97, 99));
+      // A reply carries the start of the post it answers, even when that post is not in the window.
+      const m1 = third.posts[0]?.postId ?? '';
+      value(
+        await ask(d, ([s, c, r]) => conclave.post(s, c, 'late reply', { replyTo: r }), [
+          spaceId,
+          channelId,
+          m1,
+        ] as const),
+      );
+      const last = value(
+        await ask(d, ([s, c]) => conclave.timeline(s, c, { limit: 1 }), [spaceId, channelId] as const),
+      );
+      expect(last.posts[0]?.quote).toEqual({ authorName: 'Dave', text: 'm1' });
+      expect(
+        await ask(d, ([s, c]) => conclave.timeline(s, c, { limit: 0 }), [spaceId, channelId] as const),
+      ).toMatchObject({
+        ok: false,
+        error: { code: 'invalid' },
+      });
+    } finally {
+      await dave.close();
     }
   });
 
