@@ -4,8 +4,9 @@
  * killed through a proxy, and the browser set offline — while another person posts 200
  * messages; visible and online again, it shows "Catching up", then all 200 in order, and the
  * indicator goes. A message typed just before the app was hidden reaches the other person.
- * Once with the SharedWorker host, once as in the Android app (Capacitor's platform emulated:
- * the dedicated worker with its Web Locks election, though this Chromium has SharedWorker).
+ * With the SharedWorker host; as in the Android app (Capacitor's platform emulated: the
+ * dedicated worker with its Web Locks election, though this Chromium has SharedWorker); and in a
+ * browser without SharedWorker (the dedicated worker again, by feature detection).
  * Also: the desktop PWA's manifest (installable, shortcuts, the web+conclave protocol handler)
  * and the app joining from a protocol-handler URL, opening from a shortcut.
  */
@@ -48,17 +49,22 @@ afterAll(async () => {
   web.cleanup();
 });
 
+/**
+ * How the page's host runs: `shared` (this Chromium as it is: the SharedWorker), `android` (as in
+ * the Android app: Capacitor's bridge present, so the dedicated worker), `fallback` (a browser
+ * without SharedWorker: the dedicated worker by feature detection).
+ */
+type HostCase = 'shared' | 'android' | 'fallback';
+
 /** A browser profile whose app reaches the relay only through the proxy. */
-async function profile(
-  options: { android?: boolean } = {},
-): Promise<{ context: BrowserContext; page: Page }> {
+async function profile(host: HostCase = 'shared'): Promise<{ context: BrowserContext; page: Page }> {
   const context = await browser.newContext();
   await context.route('**/config.json', (route) =>
     route.fulfill({ json: { relays: [viaProxy(relay.multiaddr, proxy.port)] } }),
   );
   // Capacitor's Android bridge, as the native app injects it: the app sees platform `android`.
-  if (options.android === true)
-    await context.addInitScript(() => Object.assign(window, { androidBridge: {} }));
+  if (host === 'android') await context.addInitScript(() => Object.assign(window, { androidBridge: {} }));
+  if (host === 'fallback') await context.addInitScript(() => Reflect.deleteProperty(window, 'SharedWorker'));
   const page = await context.newPage();
   await page.goto(`${relay.httpUrl}/`);
   return { context, page };
@@ -105,20 +111,21 @@ async function recordCatchingUp(page: Page): Promise<void> {
 const catchingUpSeen = (page: Page) =>
   page.evaluate(() => (window as unknown as { catchingUpSeen: { shown: boolean } }).catchingUpSeen.shown);
 
-async function survivesSuspension(options: { android: boolean; space: string }): Promise<void> {
-  const { context, page } = await profile({ android: options.android });
+async function survivesSuspension(host: HostCase, space: string): Promise<void> {
+  const { context, page } = await profile(host);
   let bob: NodePerson | undefined;
   try {
-    // The host this page runs: a dedicated worker of the page (Android), else the SharedWorker.
+    // The host this page runs: a dedicated worker of the page, or the SharedWorker.
     const dedicated = () => page.workers().some((w) => w.url().includes('worker-entry'));
     await onboard(page, 'Alice');
-    await expect.poll(dedicated).toBe(options.android);
-    await page.getByLabel('Space name').fill(options.space);
+    await expect.poll(dedicated).toBe(host !== 'shared');
+    await page.getByLabel('Space name').fill(space);
     await page.getByRole('button', { name: 'Create space' }).click();
     await page.getByLabel('Channel name').fill('general');
     await page.getByRole('button', { name: 'Create channel' }).click();
     await page.getByRole('button', { name: 'Create invite' }).click();
     const link = await page.getByLabel('New invite link').inputValue();
+    await page.getByRole('button', { name: 'Close' }).click();
     bob = await joinAsNodePerson(link, relay.multiaddr, 'Bob');
     const b = bob;
     await b.peer.post(b.space, b.channel, 'hello Alice');
@@ -159,11 +166,15 @@ async function survivesSuspension(options: { android: boolean; space: string }):
 
 describe('a peer that survives being suspended', () => {
   it('SharedWorker host: hidden and cut off while 200 messages are posted, then catches up', async () => {
-    await survivesSuspension({ android: false, space: 'Club' });
+    await survivesSuspension('shared', 'Club');
   }, 300_000);
 
   it('as in the Android app (dedicated worker): the same', async () => {
-    await survivesSuspension({ android: true, space: 'Phone club' });
+    await survivesSuspension('android', 'Phone club');
+  }, 300_000);
+
+  it('in a browser without SharedWorker (dedicated worker): the same', async () => {
+    await survivesSuspension('fallback', 'Old browser club');
   }, 300_000);
 });
 
@@ -223,6 +234,7 @@ describe('the installed desktop app', () => {
       await alice.getByRole('button', { name: 'Create channel' }).click();
       await alice.getByRole('button', { name: 'Create invite' }).click();
       const web = await alice.getByLabel('New invite link').inputValue();
+      await alice.getByRole('button', { name: 'Close' }).click();
       const payload = web.split('#join=')[1] ?? '';
       const handlerUrl = `${relay.httpUrl}/?invite=${encodeURIComponent(`web+conclave://join/${payload}`)}`;
       await page.goto(handlerUrl);
