@@ -60,7 +60,7 @@ import type {
 } from './api.js';
 import { loadSecrets, saveSecrets } from './keystore.js';
 import { notable } from './notify.js';
-import { arrivedSince, postKeys } from './resume.js';
+import { RESUME_DIAL_MS, arrivedSince, postKeys, whenConnected } from './resume.js';
 
 const DB_NAME = 'conclave';
 const RELAYS_META = 'host/relays';
@@ -889,15 +889,20 @@ export class Host implements ConclaveApi {
   resume() {
     return run(async () => {
       let peer = await this.open();
-      if (peer === undefined || (await this.relays()).length === 0)
-        return { online: false, accepted: 0, outboxLeft: 0, notices: [] };
+      // The browser says it is offline: nothing to reach; `setOnline(true)` starts over.
+      if (peer === undefined || this.browserOffline || (await this.relays()).length === 0)
+        return { online: false, accepted: 0, outboxLeft: peer?.network.outbox ?? 0, notices: [] };
       const before = this.awayFrom ?? postKeys(peer);
       this.awayFrom = undefined;
       if (!peer.isOnline()) {
         // No link survived the time away, and the pool's reconnect timers may have backed off
-        // to 30 s meanwhile: start the peer over, which dials every relay now.
-        await this.restart();
-        peer = await this.need();
+        // to 30 s meanwhile: start the peer over, which dials every relay now — unless a dial
+        // is under way already (a peer just opened, or the pool's own retry).
+        if (!peer.network.relays.some((r) => r.status === 'connecting')) {
+          await this.restart();
+          peer = await this.need();
+        }
+        await whenConnected(peer, RESUME_DIAL_MS);
       }
       const online = await peer.catchUp();
       const outboxLeft = online ? await peer.pool.flush() : peer.network.outbox;

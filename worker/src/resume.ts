@@ -2,6 +2,7 @@
  * What the host's `suspend`/`resume` (api.ts) read from the peer: the posts held when the app
  * went away, and those that arrived since, from others, as notify.ts takes them.
  */
+import type { PoolState } from '../../shared/src/net/pool.js';
 import type { Peer } from '../../shared/src/peer/peer.js';
 import { idText, nameIn } from '../../shared/src/peer/views.js';
 import { bytesKey } from '../../shared/src/protocol/ids.js';
@@ -49,4 +50,26 @@ export function arrivedSince(
     }
   }
   return { arrived, names: [...names] };
+}
+
+/** Milliseconds `resume` waits for a dial under way to reach a relay (a dial's own timeout is 10 s). */
+export const RESUME_DIAL_MS = 10_000;
+
+/** Resolves true once a relay is connected, false after `timeoutMs`. */
+export function whenConnected(peer: Peer, timeoutMs: number): Promise<boolean> {
+  const connected = (s: PoolState) => s.relays.some((r) => r.status === 'connected');
+  if (connected(peer.pool.state)) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      stop();
+      resolve(false);
+    }, timeoutMs);
+    // Called at once with the state checked above (not connected), then on every change.
+    const stop = peer.pool.onState((s) => {
+      if (!connected(s)) return;
+      clearTimeout(timer);
+      queueMicrotask(stop);
+      resolve(true);
+    });
+  });
 }
