@@ -21,7 +21,16 @@ import {
   type UserId,
   toHex,
 } from '../shared/src/protocol/ids.js';
-import { type OpOf, canonicalDeps, decodeOp, encodeOp } from '../shared/src/protocol/op.js';
+import {
+  type OpOf,
+  CONTENT_NONCE_BYTES,
+  CONTENT_TAG_BYTES,
+  OP_VERSION,
+  canonicalDeps,
+  decodeOp,
+  encodeContent,
+  encodeOp,
+} from '../shared/src/protocol/op.js';
 
 const BATCH_MS = 400;
 const BATCHES = 3;
@@ -39,15 +48,20 @@ function filled(n: number, seed: number): Uint8Array {
   return out;
 }
 
-/** A typical chat reply: ~300 bytes of mixed-script text, two deps, no attachments. */
+const TEXT =
+  'Thanks, that fixed it! For the record: the relay was dropping sealed ops above the 4 KiB ' +
+  'bucket because the padding check ran before decompression. Merci à tous — on se voit ' +
+  'jeudi pour la démo 🎉. I pushed the patch to the shared branch; please review before ' +
+  'Friday so we can tag 0.4.';
+
+/**
+ * A typical chat reply: ~300 bytes of mixed-script text, two deps, no attachments. The text
+ * travels inside the sealed content, so the op holds that many opaque bytes.
+ */
 function typicalPost(): OpOf<'CreatePost'> {
-  const text =
-    'Thanks, that fixed it! For the record: the relay was dropping sealed ops above the 4 KiB ' +
-    'bucket because the padding check ran before decompression. Merci à tous — on se voit ' +
-    'jeudi pour la démo 🎉. I pushed the patch to the shared branch; please review before ' +
-    'Friday so we can tag 0.4.';
+  const content = encodeContent('CreatePost', { text: TEXT, body: null, attachments: [], collab: null });
   return {
-    v: 1,
+    v: OP_VERSION,
     space: filled(16, 1) as SpaceId,
     kind: 'CreatePost',
     body: {
@@ -55,10 +69,8 @@ function typicalPost(): OpOf<'CreatePost'> {
       channel: filled(16, 3) as ChannelId,
       thread: null,
       parent: filled(16, 4) as PostId,
-      text,
-      body: null,
-      attachments: [],
-      collab: null,
+      collab: false,
+      content: filled(CONTENT_NONCE_BYTES + content.length + CONTENT_TAG_BYTES, 12),
     },
     deps: canonicalDeps([filled(32, 5) as OpId, filled(32, 6) as OpId]),
     epoch: { epoch: 42, commitHash: filled(32, 7) },
@@ -154,7 +166,7 @@ function main(): void {
     `Conclave codec benchmark (Node ${process.version}, cbor-x native: ${String(isNativeAccelerationEnabled)})`,
   );
   console.log(
-    `Typical CreatePost: ${new TextEncoder().encode(op.body.text).length}-byte text, ${op.deps.length} deps; ` +
+    `Typical CreatePost: ${new TextEncoder().encode(TEXT).length}-byte text sealed inside, ${op.deps.length} deps; ` +
       `our encoding ${ours.length} bytes, cbor-x's encoding of the same wire array ${theirs.length} bytes`,
   );
 

@@ -7,7 +7,7 @@ import { webCryptoEd25519 } from '../shared/src/crypto/ed25519-webcrypto.js';
 import { webRng } from '../shared/src/ports/env.js';
 import { type DeviceIdentity, createIdentity } from '../shared/src/protocol/identity.js';
 import {
-  type Bodies,
+  type Drafts,
   type ChannelId,
   type OpId,
   type OpKind,
@@ -71,7 +71,7 @@ export async function generate(
   const recentPosts: PostId[] = [];
   let counter = 0;
 
-  const make = async <K extends OpKind>(who: number, kind: K, body: Bodies[K]) => {
+  const make = async <K extends OpKind>(who: number, kind: K, body: Drafts[K]) => {
     const author = people[who] as DeviceIdentity;
     const epoch = kind === 'CreateSpace' ? e0 : e1;
     wall += 1 + (counter % 3 === 0 ? 1 : 0);

@@ -233,8 +233,6 @@ export function asCliError(e: unknown): CliError {
         return new CliError('invite-refused', e.message, 2, { cause: e });
       case 'offline':
         return new CliError('offline', e.message, 3, { cause: e });
-      case 'unsupported':
-        return new CliError('not-supported', e.message, 2, { cause: e });
     }
   }
   if (e instanceof MailboxError || e instanceof NetworkError)

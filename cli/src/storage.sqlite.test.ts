@@ -166,9 +166,9 @@ describe('openSqliteStorage and openSqliteChunkStore', () => {
       const s = await openSqliteStorage(file);
       await s.close();
       raw(file, (db) => {
-        db.pragma('user_version = 2');
+        db.pragma('user_version = 3');
       });
-      await expectRefused(file, /schema version 2 is not 1/);
+      await expectRefused(file, /schema version 3 is not 2/);
     });
   });
 

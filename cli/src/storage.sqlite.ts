@@ -8,7 +8,7 @@
  * after its transaction committed (or rolled back): a resolved write survives `kill -9` and
  * power loss. The price is that each write blocks the event loop for one fsync.
  *
- * Schema (version 1 in `PRAGMA user_version`, {@link APPLICATION_ID} in `PRAGMA application_id`),
+ * Schema (version 2 in `PRAGMA user_version`, {@link APPLICATION_ID} in `PRAGMA application_id`),
  * all tables STRICT, so SQLite itself refuses a value of the wrong type:
  * - `ops`: one row per (space, op), `seq` = 0, 1, 2… per Space in store order; unique
  *   `(space, op_id)` finds an op and refuses a duplicate.
@@ -29,7 +29,8 @@ import type { OpId, SpaceId } from '../../shared/src/protocol/ids.js';
 
 /** Marks a file as ours in `PRAGMA application_id` ("Conc"), so a foreign SQLite file is refused. */
 export const APPLICATION_ID = 0x436f6e63;
-const SCHEMA_VERSION = 1;
+/** 2: ops keep their opened content (op format 2). */
+const SCHEMA_VERSION = 2;
 /** The 16 bytes every SQLite database file starts with. */
 const SQLITE_MAGIC = 'SQLite format 3\0';
 /**
@@ -48,6 +49,7 @@ CREATE TABLE ops (
   op_id BLOB NOT NULL,
   sealed BLOB NOT NULL,
   op BLOB NOT NULL,
+  content BLOB,
   PRIMARY KEY (space, seq),
   UNIQUE (space, op_id)
 ) STRICT;
@@ -148,12 +150,12 @@ function sqliteStorage(conn: Connection, options: SqliteStorageOptions): Storage
   const p = <P extends unknown[]>(sql: string): Stmt<P> => db.prepare<P, Row>(sql);
   const s = {
     hasOp: p<[Uint8Array, Uint8Array]>('SELECT 1 AS one FROM ops WHERE space = ? AND op_id = ?'),
-    getOp: p<[Uint8Array, Uint8Array]>('SELECT sealed, op FROM ops WHERE space = ? AND op_id = ?'),
+    getOp: p<[Uint8Array, Uint8Array]>('SELECT sealed, op, content FROM ops WHERE space = ? AND op_id = ?'),
     listOps: p<[Uint8Array, number, number]>(
-      'SELECT seq, op_id, sealed, op FROM ops WHERE space = ? AND seq > ? ORDER BY seq LIMIT ?',
+      'SELECT seq, op_id, sealed, op, content FROM ops WHERE space = ? AND seq > ? ORDER BY seq LIMIT ?',
     ),
-    insertOp: p<[Uint8Array, number, Uint8Array, Uint8Array, Uint8Array]>(
-      'INSERT INTO ops (space, seq, op_id, sealed, op) VALUES (?, ?, ?, ?, ?)',
+    insertOp: p<[Uint8Array, number, Uint8Array, Uint8Array, Uint8Array, Uint8Array | null]>(
+      'INSERT INTO ops (space, seq, op_id, sealed, op, content) VALUES (?, ?, ?, ?, ?, ?)',
     ),
     count: p<[Uint8Array]>('SELECT count FROM spaces WHERE space = ?'),
     setCount: p<[Uint8Array, number]>(
@@ -178,7 +180,7 @@ function sqliteStorage(conn: Connection, options: SqliteStorageOptions): Storage
   const putOp = db.transaction((space: Uint8Array, op: StoredOp, heads: readonly Uint8Array[]): boolean => {
     if (s.hasOp.get(space, op.opId) !== undefined) return false;
     const seq = countOf(space);
-    s.insertOp.run(space, seq, op.opId, op.sealed, op.op);
+    s.insertOp.run(space, seq, op.opId, op.sealed, op.op, op.content ?? null);
     options.afterOpWrite?.();
     s.setCount.run(space, seq + 1);
     s.clearHeads.run(space);
@@ -193,7 +195,12 @@ function sqliteStorage(conn: Connection, options: SqliteStorageOptions): Storage
       const batch = await conn.run('listOps', () => s.listOps.all(space, after, LIST_BATCH));
       for (const row of batch) {
         after = count(row, 'seq');
-        yield { opId: bytes(row, 'op_id') as OpId, sealed: bytes(row, 'sealed'), op: bytes(row, 'op') };
+        yield {
+          opId: bytes(row, 'op_id') as OpId,
+          sealed: bytes(row, 'sealed'),
+          op: bytes(row, 'op'),
+          content: optionalBytes(row, 'content'),
+        };
       }
       if (batch.length < LIST_BATCH) return;
     }
@@ -208,7 +215,12 @@ function sqliteStorage(conn: Connection, options: SqliteStorageOptions): Storage
         const row = s.getOp.get(space, opId);
         return row === undefined
           ? undefined
-          : { opId: opId.slice() as OpId, sealed: bytes(row, 'sealed'), op: bytes(row, 'op') };
+          : {
+              opId: opId.slice() as OpId,
+              sealed: bytes(row, 'sealed'),
+              op: bytes(row, 'op'),
+              content: optionalBytes(row, 'content'),
+            };
       }),
 
     hasOp: (space, opId) => conn.run('hasOp', () => s.hasOp.get(space, opId) !== undefined),
@@ -515,4 +527,9 @@ function stamp(row: Row): number {
     throw new StorageError('corrupt', 'a "used" value is not a safe integer');
   }
   return v;
+}
+
+/** A nullable BLOB column: `null` when NULL, else as {@link bytes}. */
+function optionalBytes(row: Row, column: string): Uint8Array | null {
+  return row[column] === null ? null : bytes(row, column);
 }

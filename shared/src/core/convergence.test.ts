@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { DeviceIdentity } from '../protocol/identity.js';
 import {
-  type Bodies,
+  type Drafts,
   type ChannelId,
   type InviteId,
   type OpKind,
@@ -121,7 +121,7 @@ async function run(s: Scenario): Promise<void> {
     );
   }
   const universe: Uint8Array[] = [];
-  const write = async <K extends OpKind>(au: Author, kind: K, body: Bodies[K], epoch = e1) => {
+  const write = async <K extends OpKind>(au: Author, kind: K, body: Drafts[K], epoch = e1) => {
     au.clock.advance(1 + (universe.length % 3));
     const r = await au.replica.write(au.id, epoch, kind, body);
     if (r.kind !== 'written') throw new Error('no key');

@@ -6,6 +6,7 @@
  * state, and a failing store changes nothing.
  */
 import 'fake-indexeddb/auto';
+import { createCipheriv } from 'node:crypto';
 import { IDBFactory } from 'fake-indexeddb';
 import * as ed from '@noble/ed25519';
 import { sha512 } from '@noble/hashes/sha2.js';
@@ -29,7 +30,6 @@ import {
   type SignedOp,
   type UnsignedOp,
   MAX_ARRAY_LENGTH,
-  MAX_ATTACHMENTS,
   MAX_DEPS,
   MAX_DEPTH,
   MAX_POST_TEXT_BYTES,
@@ -45,6 +45,10 @@ import {
   encodeOp,
   encodeSealed,
   encodeUnsigned,
+  type Contents,
+  type EpochRef,
+  contentAd,
+  encodeContent,
   importEpochKey,
   open,
   seal,
@@ -52,7 +56,15 @@ import {
 } from '../protocol/index.js';
 import type { AcceptOutcome, AcceptedEvent, ReplicaOptions, SpaceReplica } from './replica.js';
 import { World, type Written, newId, postBody } from './scenario.js';
-import { TestGroup, seededRng, testEd25519, testEpoch, testReplica, testSpaceId } from './testkit.js';
+import {
+  TestGroup,
+  seededRng,
+  testContentKey,
+  testEd25519,
+  testEpoch,
+  testReplica,
+  testSpaceId,
+} from './testkit.js';
 
 // ---------------------------------------------------------------- fixture
 
@@ -196,16 +208,47 @@ async function opOf(fx: Fixture, sealed: Uint8Array, n = 1): Promise<SignedOp> {
   return decodeOp(await plainOf(fx, sealed, n));
 }
 
+/**
+ * A post's content sealed as its author's replica would, under the content key the test group
+ * gives epoch `n` (synchronous AES-GCM from Node, so drafts can be built inline).
+ */
+function sealedPostContent(
+  fx: Fixture,
+  who: DeviceIdentity,
+  c: Contents['CreatePost'],
+  epoch: EpochRef,
+): Uint8Array {
+  const key = testContentKey(epoch);
+  const nonce = webRng.randomBytes(NONCE_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  cipher.setAAD(contentAd(fx.w.space, epoch, 'CreatePost', who.device));
+  const ct = concatBytes(cipher.update(encodeContent('CreatePost', c)), cipher.final());
+  return concatBytes(nonce, ct, cipher.getAuthTag());
+}
+
 /** A valid CreatePost by `who` on the replica's heads, stamped after them. */
-function draft(fx: Fixture, who: DeviceIdentity, text = 'crafted by hand'): UnsignedOp {
+function draft(
+  fx: Fixture,
+  who: DeviceIdentity,
+  text = 'crafted by hand',
+  epoch: EpochRef = fx.w.epoch(1),
+): UnsignedOp {
   fx.w.clock.advance(10);
+  const d = postBody(fx.chat, text);
   return {
     v: OP_VERSION,
     space: fx.w.space,
     kind: 'CreatePost',
-    body: postBody(fx.chat, text),
+    body: {
+      post: d.post,
+      channel: d.channel,
+      thread: null,
+      parent: null,
+      collab: false,
+      content: sealedPostContent(fx, who, { text, body: null, attachments: [], collab: null }, epoch),
+    },
     deps: canonicalDeps(fx.r.currentHeads()),
-    epoch: fx.w.epoch(1),
+    epoch,
     hlc: { wallMs: fx.w.clock.now(), counter: 0 },
     author: who.device,
     cert: who.cert,
@@ -237,7 +280,7 @@ async function signRaw(who: DeviceIdentity, items: readonly Uint8Array[]): Promi
 }
 
 const BODY = 3;
-const TEXT = 4;
+const CONTENT = 5;
 
 function bodyOf(fields: readonly CborValue[]): CborValue[] {
   return [...(fields[BODY] as readonly CborValue[])];
@@ -440,15 +483,15 @@ describe('bad input at the pipeline boundary', () => {
     const withItem = (i: number, item: Uint8Array): Uint8Array[] => items.map((x, j) => (j === i ? item : x));
     const body = bodyOf(fields);
     const bodyItems = body.map((f) => encode(f));
-    const text = new TextEncoder().encode(op.kind === 'CreatePost' ? op.body.text : '');
+    const content = op.kind === 'CreatePost' ? op.body.content : new Uint8Array(0);
     const nested = concatBytes(new Uint8Array(MAX_DEPTH - 1).fill(0x81), Uint8Array.of(0x00));
     const deps = op.deps;
 
     const cases: readonly { readonly what: string; readonly plain: Uint8Array; readonly detail: RegExp }[] = [
       // Non-canonical CBOR of an otherwise valid, validly signed op.
       {
-        what: 'version 1 as a two-byte integer',
-        plain: await signRaw(alice, withItem(0, Uint8Array.of(0x18, 0x01))),
+        what: 'version 2 as a two-byte integer',
+        plain: await signRaw(alice, withItem(0, Uint8Array.of(0x18, 0x02))),
         detail: /shortest form/,
       },
       {
@@ -460,15 +503,15 @@ describe('bad input at the pipeline boundary', () => {
         detail: /shortest form/,
       },
       {
-        what: 'post text length in a longer form',
+        what: 'sealed content length in a longer form',
         plain: await signRaw(
           alice,
           withItem(
             BODY,
             concatBytes(
-              Uint8Array.of(0x88),
+              Uint8Array.of(0x86),
               ...bodyItems.map((x, i) =>
-                i === TEXT ? concatBytes(Uint8Array.of(0x79, 0, text.length), text) : x,
+                i === CONTENT ? concatBytes(Uint8Array.of(0x59, 0, content.length), content) : x,
               ),
             ),
           ),
@@ -485,9 +528,9 @@ describe('bad input at the pipeline boundary', () => {
       },
       // Wrong field types.
       {
-        what: 'post text as an integer',
-        plain: await signWire(alice, withBody(body.map((f, i) => (i === TEXT ? 42 : f)))),
-        detail: /text: expected text/,
+        what: 'sealed content as an integer',
+        plain: await signWire(alice, withBody(body.map((f, i) => (i === CONTENT ? 42 : f)))),
+        detail: /content: expected at most/,
       },
       {
         what: 'post id as text',
@@ -496,7 +539,7 @@ describe('bad input at the pipeline boundary', () => {
       },
       {
         what: 'a body of the wrong arity',
-        plain: await signWire(alice, withBody(body.slice(0, 7))),
+        plain: await signWire(alice, withBody(body.slice(0, 5))),
         detail: /CreatePost body/,
       },
       {
@@ -517,12 +560,14 @@ describe('bad input at the pipeline boundary', () => {
       },
       // Over the limits.
       {
-        what: 'post text one byte over MAX_POST_TEXT_BYTES',
-        plain: await signWire(
-          alice,
-          withBody(body.map((f, i) => (i === TEXT ? 'a'.repeat(MAX_POST_TEXT_BYTES + 1) : f))),
-        ),
-        detail: /longer than 4000 bytes/,
+        what: 'the collab flag as an integer',
+        plain: await signWire(alice, withBody(body.map((f, i) => (i === 4 ? 1 : f)))),
+        detail: /collab: expected a boolean/,
+      },
+      {
+        what: 'sealed content shorter than a nonce and a tag',
+        plain: await signWire(alice, withBody(body.map((f, i) => (i === CONTENT ? new Uint8Array(27) : f)))),
+        detail: /too short to be sealed/,
       },
       {
         what: 'MAX_DEPS + 1 deps',
@@ -535,30 +580,12 @@ describe('bad input at the pipeline boundary', () => {
         detail: /deps/,
       },
       {
-        what: 'MAX_ATTACHMENTS + 1 attachments',
-        plain: await signWire(
-          alice,
-          withBody(
-            body.map((f, i) =>
-              i === 6
-                ? Array.from({ length: MAX_ATTACHMENTS + 1 }, () => [
-                    webRng.randomBytes(32),
-                    webRng.randomBytes(32),
-                    1,
-                    'a/b',
-                    'f',
-                  ])
-                : f,
-            ),
-          ),
-        ),
-        detail: /attachments/,
-      },
-      {
         what: 'an array of MAX_ARRAY_LENGTH + 1 items',
         plain: await signWire(
           alice,
-          withBody(body.map((f, i) => (i === 6 ? new Array<CborValue>(MAX_ARRAY_LENGTH + 1).fill(null) : f))),
+          withBody(
+            body.map((f, i) => (i === CONTENT ? new Array<CborValue>(MAX_ARRAY_LENGTH + 1).fill(null) : f)),
+          ),
         ),
         detail: /array of 1025 items/,
       },
@@ -566,7 +593,7 @@ describe('bad input at the pipeline boundary', () => {
         what: 'nesting one level deeper than MAX_DEPTH',
         plain: await signRaw(
           alice,
-          withItem(BODY, concatBytes(Uint8Array.of(0x88), ...bodyItems.slice(0, 7), nested)),
+          withItem(BODY, concatBytes(Uint8Array.of(0x86), ...bodyItems.slice(0, 5), nested)),
         ),
         detail: /nesting/,
       },
@@ -588,10 +615,10 @@ describe('bad input at the pipeline boundary', () => {
         detail: /unknown kind 0/,
       },
       {
-        what: 'version 2',
+        what: 'version 1 (the format before content was sealed apart)',
         plain: await signWire(
           alice,
-          fields.map((f, i) => (i === 0 ? 2 : f)),
+          fields.map((f, i) => (i === 0 ? 1 : f)),
         ),
         detail: /unknown version/,
       },
@@ -746,7 +773,7 @@ describe('bad input at the pipeline boundary', () => {
     authorSide.setEpoch(5, everyone);
     const raw = await authorSide.epochKey(fx.w.space, testEpoch(5));
     if (raw === undefined) throw new Error('no key');
-    const op = await signOp(alice, { ...draft(fx, alice, 'from epoch 5'), epoch: testEpoch(5) });
+    const op = await signOp(alice, draft(fx, alice, 'from epoch 5', testEpoch(5)));
     const sealed = await seal(
       encodeOp(op),
       fx.r.topic,

@@ -3,8 +3,10 @@
  * reducer (section 5) and the store (section 10).
  *
  * Every op, local or remote, enters through `accept(sealed)`:
- *   1 decode the envelope with limits → 2 open with the epoch key → decode the op →
- *   3 verify the device certificate and signature → 4 causality (holdback queue) →
+ *   1 decode the envelope with limits → 2 open with the epoch's control key → decode the op →
+ *   3 verify the device certificate and signature, open the readable content of a post,
+ *     thread or edit with the epoch's content key when this device has it →
+ *   4 causality (holdback queue) →
  *   5 membership at the op's epoch, no epoch regression → 6 authorization in the causal past →
  *   7 persist op + heads atomically, then apply.
  * Steps 1–3 run concurrently (they are the expensive, independent part); 4–7 run one op at a
@@ -17,8 +19,12 @@ import type { KeyProvider, MembershipView } from '../ports/keys.js';
 import { type Storage, StorageError } from '../ports/storage.js';
 import { CodecError, SealError } from '../protocol/errors.js';
 import {
-  type Bodies,
+  type AnyContent,
+  type ContentKind,
+  type ContentOp,
+  type Contents,
   type DeviceCert,
+  type Drafts,
   type EpochRef,
   type OpId,
   type OpKind,
@@ -34,22 +40,31 @@ import {
   canonicalDeps,
   compareBytes,
   concatBytes,
+  contentAd,
+  decodeContent,
   decodeOp,
   decodeSealed,
+  encodeContent,
   encodeOp,
   encodeUnsigned,
   equalBytes,
   keyBytes,
+  isContentKind,
+  isContentOp,
+  collabFlag,
+  openContent,
   openWith,
   sealAd,
+  sealContent,
   sealWith,
+  splitDraft,
 } from '../protocol/index.js';
 import type { DeviceIdentity } from '../protocol/identity.js';
 import { verifyDeviceCert } from '../protocol/identity.js';
 import { sha256, topicId } from '../crypto/sha256.js';
 import { HybridClock, compareHlc } from './hlc.js';
 import { SignatureIndex } from './sigindex.js';
-import { loadAutomerge } from './collab.js';
+import { loadAutomerge, loadCollab } from './collab.js';
 import { type CheckReason, SpaceState } from './state.js';
 
 export type RejectReason =
@@ -74,6 +89,11 @@ export type AcceptOutcome =
       readonly kind: 'accepted';
       readonly opId: OpId;
       readonly op: SignedOp;
+      /**
+       * The readable content of a post, thread or edit; `null` when this device does not have
+       * the content key of its epoch (or the content is malformed); undefined for other kinds.
+       */
+      readonly content: AnyContent | null | undefined;
       readonly lateAfterRemoval: boolean;
     }
   | { readonly kind: 'duplicate'; readonly opId: OpId }
@@ -118,6 +138,9 @@ interface Opened {
   readonly sealed: Uint8Array;
   readonly plain: Uint8Array;
   readonly op: SignedOp;
+  /** See `AcceptOutcome`; `contentPlain` is its encoding, kept in the store. */
+  readonly content: AnyContent | null | undefined;
+  readonly contentPlain: Uint8Array | undefined;
   readonly userKey: string;
   readonly deviceKey: string;
 }
@@ -150,6 +173,7 @@ export class SpaceReplica {
     number,
     { commitHash: Uint8Array; key: Uint8Array; ad: Uint8Array }[]
   >();
+  private readonly contentKeys = new Map<number, { commitHash: Uint8Array; key: Uint8Array }[]>();
   /** OpIds of the current heads. */
   private readonly headIds = new Map<number, OpId>();
   /** Device → the certificate that verified for it (all of it: user, time and signature). */
@@ -172,7 +196,14 @@ export class SpaceReplica {
     const r = new SpaceReplica(options);
     for await (const stored of options.storage.listOps(options.space)) {
       const op = decodeOp(stored.op, { views: true });
-      if (carriesCollab(op)) await loadAutomerge();
+      let content: AnyContent | null | undefined;
+      if (isContentOp(op)) {
+        content =
+          stored.content === undefined || stored.content === null
+            ? null
+            : decodeContent(op.kind, stored.content, collabFlag(op), { views: true });
+        if (content !== null && collabFlag(op)) await loadAutomerge();
+      }
       const deps = op.deps.map((d) => r.state.table.indexOf(bytesKey(d)));
       if (deps.some((d) => d === undefined)) {
         throw new StorageError('corrupt', 'a stored op precedes one of its deps');
@@ -186,6 +217,8 @@ export class SpaceReplica {
           sealed: stored.sealed,
           plain: stored.op,
           op,
+          content,
+          contentPlain: stored.content ?? undefined,
           userKey: bytesKey(op.cert.user),
           deviceKey: bytesKey(op.author),
         },
@@ -272,17 +305,70 @@ export class SpaceReplica {
     if (!(await this.o.ed25519.verify(op.author, unsignedBytes(plain), op.sig))) {
       return rejected(opId, 'bad-signature', 'the op signature does not verify');
     }
-    // Automerge is loaded on the first collaborative body, before the reducer needs it.
-    if (carriesCollab(op)) await loadAutomerge();
+    let content: AnyContent | null | undefined;
+    let contentPlain: Uint8Array | undefined;
+    if (isContentOp(op)) {
+      contentPlain = await this.openContentOf(op);
+      content = null;
+      if (contentPlain !== undefined) {
+        try {
+          content = decodeContent(op.kind, contentPlain, collabFlag(op));
+        } catch (e) {
+          if (!(e instanceof CodecError)) throw e;
+          // Malformed content from a member who has the key: unreadable for everyone who opens
+          // it, like content sealed to a key this device lacks. The op is still accepted on what
+          // every member can check, so members with and without the key agree on it.
+          contentPlain = undefined;
+        }
+        // Automerge is loaded on the first collaborative body, before the reducer needs it.
+        if (content !== null && collabFlag(op)) await loadAutomerge();
+        // A collaborative post's creation must load, or there is nothing to edit or show.
+        const creation = op.kind === 'CreatePost' ? (content as Contents['CreatePost'] | null)?.collab : null;
+        if (creation !== null && creation !== undefined && !loadCollab(creation).ok) {
+          content = null;
+          contentPlain = undefined;
+        }
+      }
+    }
     return {
       opId,
       key,
       sealed,
       plain,
       op,
+      content,
+      contentPlain,
       userKey: bytesKey(op.cert.user),
       deviceKey,
     };
+  }
+
+  /** The decrypted content of a content op, or undefined when this device cannot open it. */
+  private async openContentOf(op: ContentOp): Promise<Uint8Array | undefined> {
+    const key = await this.contentKey(op.epoch);
+    if (key === undefined) return undefined;
+    try {
+      return await openContent(
+        this.aead,
+        key,
+        contentAd(op.space, op.epoch, op.kind, op.author),
+        op.body.content,
+      );
+    } catch (e) {
+      if (e instanceof SealError) return undefined;
+      throw e;
+    }
+  }
+
+  private async contentKey(epoch: EpochRef): Promise<Uint8Array | undefined> {
+    const known = this.contentKeys.get(epoch.epoch);
+    for (const k of known ?? []) if (equalBytes(k.commitHash, epoch.commitHash)) return k.key;
+    const key = await this.o.keys.contentKey(this.o.space, epoch);
+    if (key === undefined) return undefined;
+    const entry = { commitHash: epoch.commitHash, key };
+    if (known === undefined) this.contentKeys.set(epoch.epoch, [entry]);
+    else known.push(entry);
+    return key;
   }
   /**
    * Whether this signed op was accepted already under another seal (the same op sealed again
@@ -419,6 +505,7 @@ export class SpaceReplica {
     const past = this.state.pastOfDeps(deps);
     const refused = this.state.check({
       op,
+      content: x.content,
       opId,
       opKey: x.key,
       userKey: x.userKey,
@@ -434,7 +521,7 @@ export class SpaceReplica {
     try {
       await this.o.storage.putOp(
         this.o.space,
-        { opId, sealed: x.sealed, op: x.plain },
+        { opId, sealed: x.sealed, op: x.plain, content: x.contentPlain ?? null },
         canonicalDeps(headIds),
       );
     } catch (e) {
@@ -442,7 +529,13 @@ export class SpaceReplica {
       throw e;
     }
     const { late } = this.applyChecked(x, deps, past);
-    const accepted: AcceptedEvent = { kind: 'accepted', opId, op, lateAfterRemoval: late };
+    const accepted: AcceptedEvent = {
+      kind: 'accepted',
+      opId,
+      op,
+      content: x.content,
+      lateAfterRemoval: late,
+    };
     this.o.onAccepted?.(accepted);
     return accepted;
   }
@@ -454,6 +547,7 @@ export class SpaceReplica {
   ): { late: boolean } {
     const { idx, late } = this.state.apply({
       op: x.op,
+      content: x.content,
       opId: x.opId,
       opKey: x.key,
       userKey: x.userKey,
@@ -510,10 +604,24 @@ export class SpaceReplica {
     author: DeviceIdentity,
     epoch: EpochRef,
     kind: K,
-    body: Bodies[K],
+    draft: Drafts[K],
   ): Promise<WriteResult> {
     const epochKey = await this.epochKey(epoch);
     if (epochKey === undefined) return { kind: 'no-epoch-key', epoch };
+    const split = splitDraft(kind, draft);
+    let body = split.body;
+    if (split.content !== undefined && isContentKind(kind)) {
+      const contentKey = await this.contentKey(epoch);
+      if (contentKey === undefined) return { kind: 'no-epoch-key', epoch };
+      const sealedContent = await sealContent(
+        this.aead,
+        contentKey,
+        contentAd(this.o.space, epoch, kind, author.device),
+        encodeContent<ContentKind>(kind, split.content),
+        this.o.rng.randomBytes(12),
+      );
+      body = { ...body, content: sealedContent };
+    }
     const sealed = await this.serially(async () => {
       const unsigned = {
         v: OP_VERSION,
@@ -548,14 +656,6 @@ export class SpaceReplica {
     }
     return out;
   }
-}
-
-/** Whether the reducer needs Automerge for this op: a collaborative body or an edit of one. */
-function carriesCollab(op: SignedOp): boolean {
-  return (
-    (op.kind === 'CreatePost' && op.body.collab !== null) ||
-    (op.kind === 'EditPost' && op.body.change !== null)
-  );
 }
 
 function missingOf(h: Held): OpId[] {

@@ -5,7 +5,7 @@
 import { webRng } from '../ports/env.js';
 import type { DeviceIdentity } from '../protocol/identity.js';
 import type {
-  Bodies,
+  Drafts,
   ChannelId,
   EpochRef,
   OpId,
@@ -31,8 +31,8 @@ export function newId<T extends Uint8Array>(): T {
 export function postBody(
   channel: ChannelId,
   text: string,
-  extra: Partial<Bodies['CreatePost']> = {},
-): Bodies['CreatePost'] {
+  extra: Partial<Drafts['CreatePost']> = {},
+): Drafts['CreatePost'] {
   return {
     post: newId<PostId>(),
     channel,
@@ -84,7 +84,7 @@ export class World {
   async write<K extends OpKind>(
     name: string,
     kind: K,
-    body: Bodies[K],
+    body: Drafts[K],
     epoch: EpochRef | number = 1,
   ): Promise<Written> {
     this.clock.advance(10);
@@ -120,14 +120,20 @@ export class World {
     return { chat, forum, ops };
   }
 
-  post(name: string, channel: ChannelId, text: string, extra: Partial<Bodies['CreatePost']> = {}) {
+  post(
+    name: string,
+    channel: ChannelId,
+    text: string,
+    extra: Partial<Drafts['CreatePost']> = {},
+    epoch: EpochRef | number = 1,
+  ) {
     const body = postBody(channel, text, extra);
-    return this.write(name, 'CreatePost', body).then((w) => ({ ...w, post: body.post }));
+    return this.write(name, 'CreatePost', body, epoch).then((w) => ({ ...w, post: body.post }));
   }
 
-  thread(name: string, channel: ChannelId, title: string) {
+  thread(name: string, channel: ChannelId, title: string, epoch: EpochRef | number = 1) {
     const thread = newId<ThreadId>();
-    return this.write(name, 'CreateThread', { thread, channel, title, root: null }).then((w) => ({
+    return this.write(name, 'CreateThread', { thread, channel, title, root: null }, epoch).then((w) => ({
       ...w,
       thread,
     }));

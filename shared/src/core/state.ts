@@ -9,6 +9,7 @@
  * called before `apply`; `apply` never refuses.
  */
 import { type CborValue, encode } from '../protocol/cbor.js';
+import type { AnyContent, Contents } from '../protocol/op.js';
 import {
   type BlobRef,
   type DeviceId,
@@ -59,7 +60,12 @@ interface PostCreate {
   readonly text: string;
   readonly body: BlobRef | null;
   readonly attachments: readonly BlobRef[];
+  /** The creation change of a collaborative post whose content this device opened. */
   readonly collab: Uint8Array | null;
+  /** Whether the post is collaborative (known to every member, readable or not). */
+  readonly isCollab: boolean;
+  /** Sealed under a content key this device does not have (or malformed): nothing to show. */
+  readonly locked: boolean;
 }
 
 interface PostEdit {
@@ -90,6 +96,7 @@ interface ThreadCreate {
   readonly channel: string;
   readonly title: string;
   readonly root: string | null;
+  readonly locked: boolean;
 }
 
 /** A post as a reader sees it. */
@@ -114,6 +121,11 @@ export interface PostView {
   readonly deletedBy: UserId | null;
   /** Written before its author's removal but first seen by the remover after it (section 4 step 5). */
   readonly lateAfterRemoval: boolean;
+  /**
+   * Its content is sealed under a key this device does not have: history from before this
+   * device's user joined a Space that hides it from new members. Text and attachments are empty.
+   */
+  readonly locked: boolean;
 }
 
 export interface ThreadView {
@@ -124,6 +136,8 @@ export interface ThreadView {
   readonly author: UserId;
   readonly wallMs: number;
   readonly lateAfterRemoval: boolean;
+  /** The title is sealed under a key this device does not have (see `PostView.locked`); empty. */
+  readonly locked: boolean;
 }
 
 export interface ChannelView {
@@ -163,6 +177,12 @@ const MODERATION_ON_USER = new Set<OpKind>(['RemoveMember', 'Ban', 'Unban', 'Mut
 /** Context of one op under check/apply, computed once by the pipeline. */
 export interface OpContext {
   readonly op: SignedOp;
+  /**
+   * The opened content of a post, thread or edit; `null` when this device cannot read it.
+   * Acceptance never depends on it (members with and without the key must agree); only what
+   * is shown does.
+   */
+  readonly content: AnyContent | null | undefined;
   readonly opId: Uint8Array;
   /** `bytesKey` of the OpId, the author's user id and device id (computed once upstream). */
   readonly opKey: string;
@@ -377,11 +397,10 @@ export class SpaceState {
       case 'EditPost': {
         const target = this.postInPast(bytesKey(op.body.post), deps);
         if (target === undefined) return fail('invalid-target', 'unknown post');
-        if (target.collab !== null) {
-          if (op.body.change === null) return fail('invalid-target', 'a collaborative post takes changes');
-          return this.checkCollabEdit(bytesKey(op.body.post), op.body.change, deps);
+        if (target.isCollab) {
+          return op.body.collab ? undefined : fail('invalid-target', 'a collaborative post takes changes');
         }
-        if (op.body.text === null) return fail('invalid-target', 'a plain post takes text');
+        if (op.body.collab) return fail('invalid-target', 'a plain post takes text');
         return target.user === user ? undefined : fail('unauthorized', 'only the author edits a post');
       }
       case 'DeletePost': {
@@ -395,32 +414,28 @@ export class SpaceState {
   }
 
   /**
-   * A collaborative edit is valid when every change it builds on was carried by an op in its
-   * causal past, and it applies to the document made of exactly those (checked by collab.ts):
-   * both answers are the same on every replica, whatever else each has seen.
+   * A collaborative change counts when every change it builds on was carried by an op in its
+   * causal past, and it applies to the document made of those (checked by collab.ts): both
+   * answers are the same on every replica that can read it, whatever else each has seen. One
+   * that does not count is kept in the log but changes nothing (the op itself was accepted on
+   * what every member can check, readable or not).
    */
-  private checkCollabEdit(
+  private collabChangeCounts(
+    rec: PostRec,
     postKey: string,
     change: Uint8Array,
     deps: readonly number[],
-  ): CheckResult | undefined {
+  ): boolean {
     const info = collabChangeInfo(change);
-    const rec = this.posts.get(postKey);
-    if (info === undefined || rec === undefined)
-      return { reason: 'invalid', detail: 'not an Automerge change' };
+    if (info === undefined) return false;
     // The same change carried twice (a client that sent an edit again) is harmless: applying
-    // it again is a no-op, and refusing it would depend on which copy arrived first.
+    // it again is a no-op, and ignoring it would depend on which copy arrived first.
     for (const h of info.deps) {
       const carriers = rec.changes?.get(h) ?? [];
-      if (!carriers.some((at) => this.inPast(deps, at))) {
-        return { reason: 'invalid-target', detail: 'the change builds on edits outside its causal past' };
-      }
+      if (!carriers.some((at) => this.inPast(deps, at))) return false;
     }
     const doc = this.collabDoc(keyBytes(postKey));
-    if (doc === undefined || !applyCollabChange(doc, change).ok) {
-      return { reason: 'invalid', detail: 'the change does not apply to its causal past' };
-    }
-    return undefined;
+    return doc !== undefined && applyCollabChange(doc, change).ok;
   }
 
   /** Applies an op that passed `check`. Returns its acceptance index and whether it is late. */
@@ -458,12 +473,14 @@ export class SpaceState {
       switch (op.kind) {
         case 'CreateThread': {
           const k = bytesKey(op.body.thread);
+          const content = ctx.content as Contents['CreateThread'] | null;
           const t: ThreadCreate = {
             idx,
             user,
             channel: bytesKey(op.body.channel),
-            title: op.body.title,
+            title: content?.title ?? '',
             root: op.body.root === null ? null : bytesKey(op.body.root),
+            locked: content === null,
           };
           const list = this.threads.get(k);
           if (list === undefined) this.threads.set(k, [t]);
@@ -472,16 +489,20 @@ export class SpaceState {
         }
         case 'CreatePost': {
           const b = op.body;
+          const content = ctx.content as Contents['CreatePost'] | null;
           const c: PostCreate = {
             idx,
             user,
             channel: this.shared(bytesKey(b.channel)),
             thread: b.thread === null ? null : this.shared(bytesKey(b.thread)),
             parent: b.parent === null ? null : bytesKey(b.parent),
-            text: b.text,
-            body: b.body,
-            attachments: b.attachments.length === 0 ? NO_ATTACHMENTS : b.attachments,
-            collab: b.collab,
+            text: content?.text ?? '',
+            body: content?.body ?? null,
+            attachments:
+              content === null || content.attachments.length === 0 ? NO_ATTACHMENTS : content.attachments,
+            collab: content?.collab ?? null,
+            isCollab: b.collab,
+            locked: content === null,
           };
           const k = bytesKey(b.post);
           const rec = this.posts.get(k);
@@ -494,13 +515,19 @@ export class SpaceState {
           };
           if (rec === undefined) this.posts.set(k, r);
           r.creates.push(c);
-          if (b.collab !== null) this.noteChange(r, b.collab, idx);
+          if (c.collab !== null) this.noteChange(r, c.collab, idx);
           break;
         }
         case 'EditPost': {
-          const rec = this.posts.get(bytesKey(op.body.post)) as PostRec;
-          (rec.edits ??= []).push({ idx, user, text: op.body.text, change: op.body.change });
-          if (op.body.change !== null) this.noteChange(rec, op.body.change, idx);
+          const postKey = bytesKey(op.body.post);
+          const rec = this.posts.get(postKey) as PostRec;
+          const content = ctx.content as Contents['EditPost'] | null;
+          if (content === null) break;
+          if (content.change !== null) {
+            if (!this.collabChangeCounts(rec, postKey, content.change, deps)) break;
+            this.noteChange(rec, content.change, idx);
+          }
+          (rec.edits ??= []).push({ idx, user, text: content.text, change: content.change });
           break;
         }
         case 'DeletePost': {
@@ -610,7 +637,7 @@ export class SpaceState {
       }
       text = collabText(rec.doc.doc);
       history.push({ opId: this.opId(c.idx), text, wallMs: this.table.wallMs(c.idx) });
-    } else {
+    } else if (!c.locked) {
       history.push({ opId: this.opId(c.idx), text: c.text, wallMs: this.table.wallMs(c.idx) });
       for (const e of this.sortByOrder(rec.edits ?? [])) {
         if (e.user !== c.user || e.text === null) continue;
@@ -631,12 +658,13 @@ export class SpaceState {
       text,
       body: c.body,
       attachments: c.attachments,
-      collab: c.collab !== null,
+      collab: c.isCollab,
       history,
       edited: history.length > 1 || (c.collab !== null && (rec.edits?.length ?? 0) > 0),
       deleted: deletedBy !== undefined,
       deletedBy: deletedBy === undefined ? null : this.userId(deletedBy),
       lateAfterRemoval: (this.table.flags(c.idx) & FLAG_LATE) !== 0,
+      locked: c.locked,
     };
   }
 
@@ -658,7 +686,8 @@ export class SpaceState {
 
   /**
    * Posts of a channel (and thread, when given; `null` for the channel's top level) in display
-   * order (the total order of their creation). Tombstones only with `includeDeleted`.
+   * order (the total order of their creation). Tombstones only with `includeDeleted`; never
+   * posts this device cannot read (`locked`).
    */
   postsIn(channel: Uint8Array, thread?: Uint8Array | null, includeDeleted = false): PostView[] {
     const ch = bytesKey(channel);
@@ -667,6 +696,7 @@ export class SpaceState {
     for (const [k, rec] of this.posts) {
       const c = this.winner(rec.creates);
       if (c.channel !== ch || (th !== undefined && c.thread !== th)) continue;
+      if (c.locked) continue;
       const view = this.postView(k, rec);
       if (view.deleted && !includeDeleted) continue;
       out.push({ idx: c.idx, view });
@@ -697,6 +727,7 @@ export class SpaceState {
           author: this.userId(t.user),
           wallMs: this.table.wallMs(t.idx),
           lateAfterRemoval: (this.table.flags(t.idx) & FLAG_LATE) !== 0,
+          locked: t.locked,
         },
       });
     }

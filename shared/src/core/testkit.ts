@@ -30,6 +30,21 @@ export function testEpoch(n: number): EpochRef {
   return { epoch: n, commitHash };
 }
 
+/** The control key a {@link TestGroup} gives an epoch. */
+export function testControlKey(e: EpochRef): Uint8Array {
+  const key = new Uint8Array(32);
+  key.set(epochBytes(e).subarray(0, 32));
+  key[31] = 0x5a ^ e.epoch;
+  return key;
+}
+
+/** The content key a {@link TestGroup} gives an epoch. */
+export function testContentKey(e: EpochRef): Uint8Array {
+  const key = testControlKey(e);
+  key[0] = (key[0] as number) ^ 0xc0;
+  return key;
+}
+
 /**
  * A Space's epochs and who was a member in each: the double of the MLS layer. Keys are derived
  * from the epoch, so every replica built on the same history can open the same ops.
@@ -41,10 +56,7 @@ export class TestGroup implements KeyProvider, MembershipView {
   /** Defines epoch `n` with exactly these members. */
   setEpoch(n: number, users: readonly UserId[]): EpochRef {
     const e = testEpoch(n);
-    const key = new Uint8Array(32);
-    key.set(epochBytes(e).subarray(0, 32));
-    key[31] = 0x5a ^ n;
-    this.epochs.set(n, { hash: e.commitHash, members: new Set(users.map(bytesKey)), key });
+    this.epochs.set(n, { hash: e.commitHash, members: new Set(users.map(bytesKey)), key: testControlKey(e) });
     return e;
   }
 
@@ -55,6 +67,14 @@ export class TestGroup implements KeyProvider, MembershipView {
 
   epochKey(_space: SpaceId, epoch: EpochRef): Promise<Uint8Array | undefined> {
     return Promise.resolve(this.find(epoch)?.key);
+  }
+
+  /** Content keys withheld: epochs before this one have none (a member of a `sinceJoin` Space). */
+  contentFrom = 0;
+
+  contentKey(_space: SpaceId, epoch: EpochRef): Promise<Uint8Array | undefined> {
+    if (this.find(epoch) === undefined || epoch.epoch < this.contentFrom) return Promise.resolve(undefined);
+    return Promise.resolve(testContentKey(epoch));
   }
 
   memberAt(_space: SpaceId, epoch: EpochRef, user: UserId): MembershipAnswer {

@@ -270,8 +270,19 @@ export class MlsDevice implements KeyProvider, MembershipView {
     return Promise.resolve(this.groups.get(bytesKey(space))?.epochKey(epoch));
   }
 
+  contentKey(space: SpaceId, epoch: EpochRef): Promise<Uint8Array | undefined> {
+    return Promise.resolve(this.groups.get(bytesKey(space))?.contentKey(epoch));
+  }
+
   memberAt(space: SpaceId, epoch: EpochRef, user: UserId, device: DeviceId): MembershipAnswer {
     return this.groups.get(bytesKey(space))?.memberAt(epoch, user, device) ?? 'unknown-epoch';
+  }
+
+  /** Forgets a Space this device left: its group state is deleted from memory and storage. */
+  async forget(space: SpaceId): Promise<void> {
+    if (!this.groups.delete(bytesKey(space))) return;
+    await this.store(GROUPS_META, encode([...this.groups.values()].map((g) => g.space)));
+    await this.o.storage.deleteMeta(groupMeta(space));
   }
 
   /** Saves a group's state (after every change of epoch, before telling anyone of it). */

@@ -191,7 +191,30 @@ async function followTopic(ctx: PeerContext): Promise<ProcessOutcome[]> {
   const still = redo.filter((r) => g.members().some((m) => equalBytes(m.device, r.device)));
   if (still.length > 0 && g.active)
     await commitChange(ctx, { kind: 'remove', devices: still.map((r) => r.device) });
+  // A member's leave proposal waits for the next commit: a moderator or admin who sees one
+  // commits at once (a self-update carries it), so the leaver is out of the next epoch.
+  else if (
+    g.active &&
+    out.some((o) => o.kind === 'proposal-stored') &&
+    ctx.replica.state.roleOf(ctx.identity.user) !== 'member'
+  ) {
+    await commitChange(ctx, { kind: 'update' });
+  }
   return out;
+}
+
+/**
+ * Leaves the Space: a proposal to remove this device, sent on the Space's topic, which the
+ * next committer commits (section 6.1). Resolves once a relay has it; this device reads and
+ * writes nothing in the Space after that.
+ *
+ * @throws MailboxError when no relay could be reached.
+ */
+export async function leaveSpace(ctx: PeerContext): Promise<void> {
+  await settlePending(ctx);
+  const g = groupOf(ctx);
+  const proposal = await g.proposeLeave();
+  await ctx.mailbox.append(g.topic, proposal);
 }
 
 // ---------- joining ----------

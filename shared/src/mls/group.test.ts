@@ -5,18 +5,24 @@ import { ManualClock, testEd25519, testSpaceId } from '../core/testkit.js';
 import { topicId } from '../crypto/sha256.js';
 import { webRng } from '../ports/env.js';
 import {
-  type Bodies,
   type ChannelId,
+  type ContentKind,
+  type Drafts,
   type EpochRef,
   type OpId,
   type OpKind,
-  OP_VERSION,
   type UnsignedOp,
+  OP_VERSION,
   canonicalDeps,
+  contentAd,
+  encodeContent,
   encodeOp,
   encodeUnsigned,
   equalBytes,
+  isContentKind,
+  sealContent,
   sealWith,
+  splitDraft,
 } from '../protocol/index.js';
 import { type Change, type PendingCommit, type ProcessOutcome, SpaceGroup } from './group.js';
 import { MlsPeer, aead } from './mls.testkit.js';
@@ -92,14 +98,25 @@ async function forge<K extends OpKind>(
   epoch: EpochRef,
   key: Uint8Array,
   kind: K,
-  body: Bodies[K],
+  body: Drafts[K],
   deps: readonly OpId[],
 ): Promise<Uint8Array> {
+  const split = splitDraft(kind, body);
+  const content =
+    split.content === undefined || !isContentKind(kind)
+      ? undefined
+      : await sealContent(
+          aead,
+          key,
+          contentAd(SPACE, epoch, kind, by.identity.device),
+          encodeContent<ContentKind>(kind, split.content),
+          webRng.randomBytes(12),
+        );
   const unsigned = {
     v: OP_VERSION,
     space: SPACE,
     kind,
-    body,
+    body: content === undefined ? split.body : { ...split.body, content },
     deps: canonicalDeps(deps),
     epoch,
     hlc: { wallMs: by.clock.now() + 1000, counter: 0 },
@@ -223,7 +240,7 @@ describe('removal: the post while being banned, with real MLS keys', () => {
 });
 
 describe('history visibility for new members', () => {
-  it('with "all" the Welcome carries every past key and membership; with "sinceJoin" nothing before the join opens', async () => {
+  it('with "all" the Welcome carries every past key and membership; with "sinceJoin" no earlier post opens, yet every op is placed', async () => {
     const { peers, admin, chat, log } = await founded(['alice', 'bob', 'carol', 'dave']);
     const [, bob, carol, dave] = peers as [MlsPeer, MlsPeer, MlsPeer, MlsPeer];
     await admit(admin, bob, [], true);
@@ -256,19 +273,36 @@ describe('history visibility for new members', () => {
     await deliver(carol, [setting]);
     await admit(admin, dave, [bob, carol], admin.replica.state.settings().historyVisibility === 'all');
     const joinedAt = dave.group.epoch;
-    expect(dave.group.epochs()).toEqual([joinedAt]);
+    expect(dave.group.epochs()).toEqual(admin.group.epochs());
     const earlier = admin.group.epochs().filter((e) => e.epoch < joinedAt.epoch);
     expect(earlier).toHaveLength(joinedAt.epoch);
-    for (const e of earlier) expect(await dave.device.epochKey(SPACE, e)).toBeUndefined();
+    for (const e of earlier) {
+      // The control keys (to place and check every op) reach him; the content keys do not.
+      expect(await dave.device.epochKey(SPACE, e)).toEqual(admin.group.epochKey(e));
+      expect(await dave.device.contentKey(SPACE, e)).toBeUndefined();
+      expect(admin.group.contentKey(e)).toBeDefined();
+    }
     expect(carol.group.epochs()).toEqual(admin.group.epochs().slice(0, carol.group.epochs().length));
     const before = await deliver(dave, [...log, setting]);
-    expect(before.filter((k) => k !== 'retry').every((k) => k === 'buffered:awaiting-epoch')).toBe(true);
-    // What is sealed after his join opens and verifies for him (it then waits for its
-    // unreadable causal past: see the note on sinceJoin in the MLS README).
+    expect(before.every((k) => k === 'accepted')).toBe(true);
+    expect(dave.replica.currentHeads()).toEqual(carol.replica.currentHeads());
+    expect(dave.replica.state.postsIn(chat)).toEqual([]);
+    expect(dave.replica.state.settings().historyVisibility).toBe('sinceJoin');
+    // What is sealed after his join opens for him, and what he writes opens for everyone.
     const welcome = await admin.write('CreatePost', postBody(chat, 'welcome dave'));
-    expect(await dave.device.epochKey(SPACE, joinedAt)).toEqual(admin.group.epochKey(joinedAt));
-    expect((await dave.replica.accept(welcome)).kind).toBe('buffered');
-    expect(dave.replica.holdback().byReason['missing-deps']).toBe(1);
+    expect(await dave.device.contentKey(SPACE, joinedAt)).toEqual(admin.group.contentKey(joinedAt));
+    expect(await deliver(dave, [welcome])).toEqual(['accepted']);
+    const thanks = await dave.write('CreatePost', postBody(chat, 'thanks!'));
+    expect(await deliver(carol, [welcome, thanks])).toEqual(['accepted', 'accepted']);
+    expect(dave.replica.state.postsIn(chat).map((p) => p.text)).toEqual(['welcome dave', 'thanks!']);
+    expect(carol.replica.state.postsIn(chat).map((p) => p.text)).toEqual([
+      ...carol.replica.state
+        .postsIn(chat)
+        .map((p) => p.text)
+        .filter((t) => t !== 'welcome dave' && t !== 'thanks!'),
+      'welcome dave',
+      'thanks!',
+    ]);
   });
 });
 

@@ -38,6 +38,7 @@ import { type Handshake, decodeHandshake, openHandshake, sealHandshake } from '.
 import { EpochHistory } from './history.js';
 import {
   CONTENT_KEY_LABEL,
+  CONTROL_KEY_LABEL,
   type GroupMember,
   KEY_HISTORY_EXTENSION,
   certOf,
@@ -384,9 +385,14 @@ export class SpaceGroup {
     return this.history.refs();
   }
 
-  /** The content key `K_epoch` of `ref`, when this device has it. */
+  /** The control key of `ref` (it seals whole ops), when this device has it. */
   epochKey(ref: EpochRef): Uint8Array | undefined {
     return this.history.keyOf(ref);
+  }
+
+  /** The content key of `ref` (it seals what posts say), when this device has it. */
+  contentKey(ref: EpochRef): Uint8Array | undefined {
+    return this.history.contentKeyOf(ref);
   }
 
   memberAt(ref: EpochRef, user: UserId, device: DeviceId): MembershipAnswer {
@@ -409,14 +415,10 @@ export class SpaceGroup {
 
   private async recordEpoch(): Promise<void> {
     const cs = await ciphersuite();
-    const key = await mlsExporter(
-      this.state.keySchedule.exporterSecret,
-      CONTENT_KEY_LABEL,
-      this.space,
-      32,
-      cs,
-    );
-    this.history.record(refOf(this.state), key, membersOf(this.state));
+    const secret = this.state.keySchedule.exporterSecret;
+    const key = await mlsExporter(secret, CONTROL_KEY_LABEL, this.space, 32, cs);
+    const content = await mlsExporter(secret, CONTENT_KEY_LABEL, this.space, 32, cs);
+    this.history.record(refOf(this.state), key, content, membersOf(this.state));
   }
 
   private currentKey(): Uint8Array {
@@ -451,9 +453,9 @@ export class SpaceGroup {
   }
 
   /**
-   * Makes a commit of `change` on the current epoch without applying it. With `keyHistory`,
-   * the Welcome carries the keys and membership of every epoch so far (the Space's history
-   * is visible to new members).
+   * Makes a commit of `change` on the current epoch without applying it. A Welcome carries
+   * the control keys and membership of every epoch so far; with `keyHistory` also their content
+   * keys (the Space's history is visible to new members).
    */
   async prepare(
     change: Change,
@@ -499,8 +501,10 @@ export class SpaceGroup {
     }
     const cs = await ciphersuite();
     const from = this.epoch;
+    // Every joiner gets the control keys and membership of every epoch so far, so it can place
+    // and check every op; the content keys only when the Space shows its history to newcomers.
     const history =
-      options.keyHistory === true && added.length > 0 ? this.history.encode(from.epoch + 1) : undefined;
+      added.length > 0 ? this.history.encode(from.epoch + 1, options.keyHistory === true) : undefined;
     let result;
     try {
       result = await createCommit(

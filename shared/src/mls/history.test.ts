@@ -10,6 +10,7 @@ const id = (n: number) => new Uint8Array(32).fill(n);
 const member = (n: number): GroupMember => ({ user: id(100 + n) as UserId, device: id(n) as DeviceId });
 const ref = (e: number, fork = 0): EpochRef => ({ epoch: e, commitHash: id(e === 0 ? 0 : 200 + e + fork) });
 const key = (e: number, fork = 0) => id(50 + e + fork);
+const ckey = (e: number, fork = 0) => id(150 + e + fork);
 
 /** Epoch e has these members: 0-3 a, b; 4-5 a; 6 a, b again; 7 a, b, c. */
 function sample(): EpochHistory {
@@ -17,7 +18,7 @@ function sample(): EpochHistory {
   const [a, b, c] = [member(1), member(2), member(3)];
   for (let e = 0; e <= 7; e++) {
     const m = e <= 3 ? [a, b] : e <= 5 ? [a] : e === 6 ? [a, b] : [a, b, c];
-    h.record(ref(e), key(e), m);
+    h.record(ref(e), key(e), ckey(e), m);
   }
   return h;
 }
@@ -43,7 +44,7 @@ describe('epoch history', () => {
     expect(h.memberAt(ref(3, 1), b.user, b.device)).toBe('unknown-epoch');
     expect(h.keyOf(ref(5))).toEqual(key(5));
     expect(() => {
-      h.record(ref(7), key(7), []);
+      h.record(ref(7), key(7), ckey(7), []);
     }).toThrow(RangeError);
   });
 
@@ -52,10 +53,29 @@ describe('epoch history', () => {
     expect(EpochHistory.decode(h.encode()).toCbor()).toEqual(h.toCbor());
     // A joiner at epoch 6 with the history of epochs 0-5.
     const joiner = new EpochHistory();
-    joiner.record(ref(6), key(6), [member(1), member(2)]);
-    joiner.record(ref(7), key(7), [member(1), member(2), member(3)]);
+    joiner.record(ref(6), key(6), ckey(6), [member(1), member(2)]);
+    joiner.record(ref(7), key(7), ckey(7), [member(1), member(2), member(3)]);
     joiner.prepend(EpochHistory.decode(h.encode(6)));
     expect(joiner.toCbor()).toEqual(h.toCbor());
+  });
+
+  it('a history without content keys (a Space that hides its history) places every op but opens no post', () => {
+    const h = sample();
+    const joiner = new EpochHistory();
+    joiner.record(ref(6), key(6), ckey(6), [member(1), member(2)]);
+    joiner.prepend(EpochHistory.decode(h.encode(6, false)));
+    for (let e = 0; e <= 5; e++) {
+      expect(joiner.keyOf(ref(e))).toEqual(key(e));
+      expect(joiner.contentKeyOf(ref(e))).toBeUndefined();
+    }
+    expect(joiner.contentKeyOf(ref(6))).toEqual(ckey(6));
+    expect(joiner.memberAt(ref(4), member(2).user, member(2).device)).toBe('not-member');
+    expect(joiner.memberAt(ref(3), member(2).user, member(2).device)).toBe('member');
+    // With content keys, the same joiner opens everything.
+    const full = new EpochHistory();
+    full.record(ref(6), key(6), ckey(6), [member(1), member(2)]);
+    full.prepend(EpochHistory.decode(h.encode(6)));
+    expect(full.contentKeyOf(ref(2))).toEqual(ckey(2));
   });
 
   it('rewinds abandoned epochs, keeping their keys and members for what was sealed on them', () => {
@@ -64,7 +84,7 @@ describe('epoch history', () => {
     expect(abandoned.map((r) => r.epoch)).toEqual([7, 6]);
     expect(h.latest).toEqual(ref(5));
     // The winning branch: epoch 6 without b.
-    h.record(ref(6, 1), key(6, 1), [member(1)]);
+    h.record(ref(6, 1), key(6, 1), ckey(6, 1), [member(1)]);
     expect(h.memberAt(ref(6, 1), member(2).user, member(2).device)).toBe('not-member');
     expect(h.memberAt(ref(6), member(2).user, member(2).device)).toBe('member');
     expect(h.keyOf(ref(6))).toEqual(key(6));

@@ -1,6 +1,6 @@
 /**
- * A Space's epoch history as one device knows it: each epoch's reference and content key
- * (section 6.2), and which devices were members in which epochs (section 4 step 5). Kept as
+ * A Space's epoch history as one device knows it: each epoch's reference, control key and
+ * (when this device may read that epoch's posts) content key (section 6.2), and which devices were members in which epochs (section 4 step 5). Kept as
  * spans per device rather than a member set per epoch, so a 5,000-member Space with thousands
  * of epochs costs memory in proportion to its membership changes, not their product.
  */
@@ -17,7 +17,10 @@ const OPEN = 0;
 
 interface EpochEntry {
   readonly ref: EpochRef;
+  /** The control key: opens every op of the epoch. */
   readonly key: Uint8Array;
+  /** The content key: opens the readable part of posts, threads and edits. */
+  readonly content: Uint8Array | undefined;
 }
 
 interface DeviceSpans {
@@ -69,11 +72,11 @@ export class EpochHistory {
   }
 
   /**
-   * Records the next epoch of the chain with its key and its complete member list.
+   * Records the next epoch of the chain with its keys and its complete member list.
    *
    * @throws RangeError when `ref` does not come after the latest epoch (a bug in the caller).
    */
-  record(ref: EpochRef, key: Uint8Array, members: readonly GroupMember[]): void {
+  record(ref: EpochRef, key: Uint8Array, content: Uint8Array, members: readonly GroupMember[]): void {
     if (this.last !== undefined && ref.epoch <= this.last) {
       throw new RangeError(`epoch ${ref.epoch} does not follow ${this.last}`);
     }
@@ -97,7 +100,7 @@ export class EpochHistory {
         undo.closed.push(k);
       }
     }
-    this.epochs.set(ref.epoch, { ref, key });
+    this.epochs.set(ref.epoch, { ref, key, content });
     this.last = ref.epoch;
     this.undo.push(undo);
     if (this.undo.length > UNDO_WINDOW) this.undo.shift();
@@ -153,11 +156,20 @@ export class EpochHistory {
     return false;
   }
 
-  /** The content key of `ref`, when this device has it and the commit hash matches. */
+  /** The control key of `ref`, when this device has it and the commit hash matches. */
   keyOf(ref: EpochRef): Uint8Array | undefined {
+    return this.entryOf(ref)?.key;
+  }
+
+  /** The content key of `ref`, when this device has it and the commit hash matches. */
+  contentKeyOf(ref: EpochRef): Uint8Array | undefined {
+    return this.entryOf(ref)?.content;
+  }
+
+  private entryOf(ref: EpochRef): EpochEntry | undefined {
     const e = this.epochs.get(ref.epoch);
-    if (e !== undefined && equalBytes(e.ref.commitHash, ref.commitHash)) return e.key;
-    return this.forked.get(forkKey(ref))?.entry.key;
+    if (e !== undefined && equalBytes(e.ref.commitHash, ref.commitHash)) return e;
+    return this.forked.get(forkKey(ref))?.entry;
   }
 
   /** Whether `device` of `user` was a member in `ref` (see `MembershipView`). */
@@ -204,11 +216,20 @@ export class EpochHistory {
     }
   }
 
-  /** This history as CBOR, limited to epochs before `before` when given (a key history for a joiner). */
-  toCbor(before = Number.MAX_SAFE_INTEGER): CborValue {
+  /**
+   * This history as CBOR, limited to epochs before `before` when given (a key history for a
+   * joiner), with content keys unless `withContent` is false (a Space that hides its history
+   * from new members: the joiner can place and check every earlier op, and read none).
+   */
+  toCbor(before = Number.MAX_SAFE_INTEGER, withContent = true): CborValue {
     const epochs: CborValue[] = [];
     for (const [n, e] of [...this.epochs].sort((a, b) => a[0] - b[0])) {
-      if (n < before) epochs.push([n, e.ref.commitHash, e.key]);
+      if (n >= before) continue;
+      epochs.push(
+        withContent && e.content !== undefined
+          ? [n, e.ref.commitHash, e.key, e.content]
+          : [n, e.ref.commitHash, e.key],
+      );
     }
     const devices: CborValue[] = [];
     for (const d of this.devices.values()) {
@@ -227,8 +248,8 @@ export class EpochHistory {
     return [epochs, devices];
   }
 
-  encode(before?: number): Uint8Array {
-    return encode(this.toCbor(before));
+  encode(before?: number, withContent?: boolean): Uint8Array {
+    return encode(this.toCbor(before, withContent));
   }
 
   /**
@@ -250,12 +271,15 @@ export class EpochHistory {
     const h = new EpochHistory();
     let prev = -1;
     for (const e of epochs as CborValue[]) {
-      if (!Array.isArray(e) || e.length !== 3) return bad('epoch entry');
-      const [n, hash, key] = e as CborValue[];
+      if (!Array.isArray(e) || (e.length !== 3 && e.length !== 4)) return bad('epoch entry');
+      const [n, hash, key, content] = e as CborValue[];
       if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= prev) return bad('epoch number');
       if (!(hash instanceof Uint8Array) || hash.length !== HASH_BYTES) return bad('commit hash');
       if (!(key instanceof Uint8Array) || key.length !== KEY_BYTES) return bad('key');
-      h.epochs.set(n, { ref: { epoch: n, commitHash: hash }, key });
+      if (content !== undefined && (!(content instanceof Uint8Array) || content.length !== KEY_BYTES)) {
+        return bad('content key');
+      }
+      h.epochs.set(n, { ref: { epoch: n, commitHash: hash }, key, content });
       prev = n;
     }
     h.last = prev < 0 ? undefined : prev;

@@ -12,7 +12,7 @@ import type { Storage } from '../ports/storage.js';
 import { memoryStorage } from '../ports/storage.memory.js';
 import type { SigningKey } from '../ports/crypto.js';
 import { type DeviceIdentity, addDevice, createIdentity } from '../protocol/identity.js';
-import type { Bodies, OpKind, SpaceId } from '../protocol/index.js';
+import type { Drafts, OpKind, SpaceId } from '../protocol/index.js';
 import type { Mailbox } from '../ports/mailbox.js';
 import { MlsDevice } from './device.js';
 import type { PeerContext } from './flows.js';
@@ -137,7 +137,7 @@ export class MlsPeer {
   }
 
   /** Writes an op at the current epoch; throws unless this replica accepted it. */
-  async write<K extends OpKind>(kind: K, body: Bodies[K]): Promise<Uint8Array> {
+  async write<K extends OpKind>(kind: K, body: Drafts[K]): Promise<Uint8Array> {
     const r = await this.replica.write(this.identity, this.group.epoch, kind, body);
     if (r.kind !== 'written' || r.outcome.kind !== 'accepted') {
       throw new Error(

@@ -28,6 +28,8 @@ import { MAX_MLS_CREDENTIAL_BYTES } from '../protocol/limits.js';
 export const CIPHERSUITE = 'MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519';
 
 /** The MLS exporter label of the epoch content key, `K_epoch` (section 6.2). */
+/** MLS exporter labels of an epoch's keys (section 6.2). */
+export const CONTROL_KEY_LABEL = 'conclave/control';
 export const CONTENT_KEY_LABEL = 'conclave/content';
 
 /** GroupInfo extension (private-use range) carrying the key history inside a Welcome. */

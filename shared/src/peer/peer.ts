@@ -22,6 +22,7 @@ import {
   type PeerContext,
   admitWaiting,
   follow,
+  leaveSpace,
   pollJoin,
   removeUser,
   requestJoin,
@@ -42,6 +43,7 @@ import { type CborValue, decode, encode } from '../protocol/cbor.js';
 import type { DeviceIdentity } from '../protocol/identity.js';
 import type {
   Bodies,
+  Drafts,
   ChannelId,
   ChannelType,
   InviteId,
@@ -70,9 +72,7 @@ export type PeerErrorCode =
   /** Input out of bounds (a name too long, a file too large). */
   | 'invalid'
   /** No relay could be reached for something that needs one. */
-  | 'offline'
-  /** Something Conclave cannot do yet, refused before it could harm the Space. */
-  | 'unsupported';
+  | 'offline';
 
 export class PeerError extends Error {
   override readonly name = 'PeerError';
@@ -330,7 +330,7 @@ export class Peer {
   async write<K extends OpKind>(
     space: SpaceId,
     kind: K,
-    body: Bodies[K],
+    body: Drafts[K],
   ): Promise<{ opId: OpId; status: WriteStatus }> {
     const h = this.hostOf(space);
     const g = this.device.group(space);
@@ -414,7 +414,7 @@ export class Peer {
       throw new PeerError('invalid', 'a title starts a new thread; it cannot go with --thread or --reply');
     if (ch.type === 'forum' && thread === null && options.title === undefined)
       throw new PeerError('invalid', 'a forum post starts a thread (give a title) or goes in one');
-    const attachments: Bodies['CreatePost']['attachments'][number][] = [];
+    const attachments: Drafts['CreatePost']['attachments'][number][] = [];
     if (options.files !== undefined && options.files.length > 0) {
       await this.requireOnline();
       for (const f of options.files) {
@@ -614,6 +614,23 @@ export class Peer {
     return { atEpoch: r.atEpoch };
   }
 
+  /**
+   * Leaves a Space: this device proposes its own removal (a moderator or admin online commits
+   * it), stops following the Space and forgets its keys. The creator of a Space cannot leave
+   * it, as on other community platforms: there would be no owner left.
+   */
+  async leave(space: SpaceId): Promise<void> {
+    const h = this.hostOf(space);
+    this.requireMember(space);
+    const creator = h.replica.state.creator();
+    if (creator !== undefined && equalBytes(creator, this.userId))
+      throw new PeerError('refused', 'the creator of a Space cannot leave it');
+    await this.requireOnline();
+    await this.mls(h, () => leaveSpace(h.ctx));
+    await this.forget(space);
+    await this.device.forget(space);
+  }
+
   async unban(space: SpaceId, user: UserId) {
     if (!this.state(space).isBanned(user)) throw new PeerError('unknown', 'that user is not banned');
     return this.write(space, 'Unban', { user });
@@ -629,19 +646,13 @@ export class Peer {
   }
 
   /**
-   * Changes the Space's settings. Hiding the history from new members (`sinceJoin`) is refused
-   * for now: a member admitted without the keys of earlier epochs cannot yet accept the ops
-   * that build on the ones it cannot open, so it would read nothing at all.
+   * Changes the Space's settings. With `historyVisibility: 'sinceJoin'`, members admitted from
+   * then on get the control keys of earlier epochs (they place and check every op) but not
+   * their content keys: they read what is said from their join on.
    */
   async setSettings(space: SpaceId, s: Bodies['SetSpaceSettings']) {
     if (s.name !== null) checkText(s.name, MAX_NAME_BYTES, 'a Space name', 1);
     if (s.description !== null) checkText(s.description, MAX_DESCRIPTION_BYTES, 'a description', 0);
-    if (s.historyVisibility === 'sinceJoin') {
-      throw new PeerError(
-        'unsupported',
-        'hiding the history from new members (sinceJoin) is not supported yet: they could not read the Space at all',
-      );
-    }
     return this.write(space, 'SetSpaceSettings', s);
   }
 

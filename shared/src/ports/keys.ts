@@ -1,12 +1,17 @@
 import type { DeviceId, EpochRef, SpaceId, UserId } from '../protocol/ids.js';
 
 /**
- * The epoch content keys of Spaces (ARCHITECTURE.md section 6.2): `K_epoch`, 32 bytes, from
- * the MLS exporter. The MLS layer supplies the real one; tests use a fixed table.
+ * The epoch keys of Spaces (ARCHITECTURE.md section 6.2), 32 bytes each, from the MLS
+ * exporter: the control key seals whole ops (every member gets it for every epoch of its
+ * history), the content key seals the readable part of posts, threads and edits (a member who
+ * joined a Space that hides its history from new members has it only from its join on). The MLS
+ * layer supplies the real one; tests use a fixed table.
  */
 export interface KeyProvider {
-  /** The content key of `epoch` in `space`, or `undefined` when this device does not have it (yet). */
+  /** The control key of `epoch` in `space`, or `undefined` when this device does not have it (yet). */
   epochKey(space: SpaceId, epoch: EpochRef): Promise<Uint8Array | undefined>;
+  /** The content key of `epoch` in `space`, or `undefined` when this device does not have it. */
+  contentKey(space: SpaceId, epoch: EpochRef): Promise<Uint8Array | undefined>;
 }
 
 export type MembershipAnswer = 'member' | 'not-member' | 'unknown-epoch';

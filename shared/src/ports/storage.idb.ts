@@ -16,6 +16,8 @@ interface OpRecord {
   readonly opId: Bytes;
   readonly sealed: Bytes;
   readonly op: Bytes;
+  /** The opened content of a post, thread or edit, when this device could open it. */
+  readonly content?: Bytes;
   /** Position in the Space's insertion order: 0, 1, 2… */
   readonly seq: number;
 }
@@ -91,7 +93,18 @@ export async function idbStorage(
           }
           const seq = prev === undefined ? 0 : readHeads(prev).count;
           const added = quiet(
-            ops.add({ space: spaceKey, opId, sealed: own(op.sealed), op: own(op.op), seq }),
+            ops.add(
+              op.content === undefined || op.content === null
+                ? { space: spaceKey, opId, sealed: own(op.sealed), op: own(op.op), seq }
+                : {
+                    space: spaceKey,
+                    opId,
+                    sealed: own(op.sealed),
+                    op: own(op.op),
+                    content: own(op.content),
+                    seq,
+                  },
+            ),
           );
           options.afterOpWrite?.(tx);
           const put = quiet(headsStore.put({ heads: sorted, count: seq + 1 }, spaceKey));
@@ -199,7 +212,9 @@ function readOp(r: unknown): StoredOp {
     r.sealed instanceof Uint8Array &&
     r.op instanceof Uint8Array
   ) {
-    return { opId: r.opId as OpId, sealed: r.sealed, op: r.op };
+    if (!('content' in r)) return { opId: r.opId as OpId, sealed: r.sealed, op: r.op };
+    if (r.content instanceof Uint8Array)
+      return { opId: r.opId as OpId, sealed: r.sealed, op: r.op, content: r.content };
   }
   throw new StorageError('corrupt', 'an ops record is malformed');
 }

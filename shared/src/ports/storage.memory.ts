@@ -11,13 +11,17 @@ interface SpaceState {
   readonly keys: string[];
   readonly sealed: Uint8Array[];
   readonly op: Uint8Array[];
+  /** Opened contents by insertion number, only for ops that have one. */
+  readonly content: Map<number, Uint8Array>;
   heads: readonly OpId[];
 }
 
 function stored(s: SpaceState, i: number): StoredOp | undefined {
   const key = s.keys[i];
   if (key === undefined) return undefined;
-  return { opId: keyBytes(key) as OpId, sealed: s.sealed[i] as Uint8Array, op: s.op[i] as Uint8Array };
+  const content = s.content.get(i);
+  const out = { opId: keyBytes(key) as OpId, sealed: s.sealed[i] as Uint8Array, op: s.op[i] as Uint8Array };
+  return content === undefined ? out : { ...out, content };
 }
 
 /**
@@ -66,9 +70,10 @@ export function memoryStorage(): Storage {
         let s = all.get(spaceKey);
         if (s?.byId.has(opKey)) return false;
         if (s === undefined) {
-          s = { id: space, byId: new Map(), keys: [], sealed: [], op: [], heads: [] };
+          s = { id: space, byId: new Map(), keys: [], sealed: [], op: [], content: new Map(), heads: [] };
           all.set(spaceKey, s);
         }
+        if (op.content !== undefined && op.content !== null) s.content.set(s.keys.length, op.content);
         s.byId.set(opKey, s.keys.length);
         s.keys.push(opKey);
         s.sealed.push(op.sealed);

@@ -8,6 +8,11 @@ export interface StoredOp {
   readonly sealed: Uint8Array;
   /** The canonical signed op inside the seal, so state can be rebuilt without epoch keys. */
   readonly op: Uint8Array;
+  /**
+   * For a post, thread or edit: its readable content, opened (null or absent when this device
+   * could not open it), so state is rebuilt without content keys either.
+   */
+  readonly content?: Uint8Array | null;
 }
 
 export type StorageErrorCode = 'closed' | 'quota' | 'io' | 'corrupt';

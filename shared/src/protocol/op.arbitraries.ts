@@ -19,6 +19,7 @@ import {
   ID16_BYTES,
   KEY_BYTES,
   SIG_BYTES,
+  concatBytes,
 } from './ids.js';
 import {
   MAX_ATTACHMENTS,
@@ -33,9 +34,13 @@ import {
 import {
   type BlobRef,
   type Bodies,
+  type ContentKind,
+  type Contents,
   type OpKind,
   type OpOf,
   type SignedOp,
+  CONTENT_NONCE_BYTES,
+  CONTENT_TAG_BYTES,
   OP_KINDS,
   OP_VERSION,
   canonicalDeps,
@@ -148,8 +153,8 @@ const BODY_ARBS: { readonly [K in OpKind]: () => fc.Arbitrary<Bodies[K]> } = {
     record({
       thread: arbId16<ThreadId>(),
       channel: arbId16<ChannelId>(),
-      title: arbText(MAX_NAME_BYTES * 2),
       root: nullable(arbId16<PostId>()),
+      content: arbSealedContent(),
     }),
   CreatePost: () =>
     record({
@@ -157,23 +162,10 @@ const BODY_ARBS: { readonly [K in OpKind]: () => fc.Arbitrary<Bodies[K]> } = {
       channel: arbId16<ChannelId>(),
       thread: nullable(arbId16<ThreadId>()),
       parent: nullable(arbId16<PostId>()),
-      text: arbText(MAX_POST_TEXT_BYTES),
-      body: nullable(arbBlobRef()),
-      attachments: fc.oneof(
-        fc.array(arbBlobRef(), { maxLength: 3 }),
-        fc.array(arbBlobRef(), { minLength: MAX_ATTACHMENTS, maxLength: MAX_ATTACHMENTS }),
-      ),
-      collab: nullable(arbVarBytes(MAX_COLLAB_CHANGE_BYTES)),
+      collab: fc.boolean(),
+      content: arbSealedContent(),
     }),
-  EditPost: () =>
-    fc.oneof(
-      record({ post: arbId16<PostId>(), text: arbText(MAX_POST_TEXT_BYTES), change: fc.constant(null) }),
-      record({
-        post: arbId16<PostId>(),
-        text: fc.constant(null),
-        change: arbVarBytes(MAX_COLLAB_CHANGE_BYTES),
-      }),
-    ),
+  EditPost: () => record({ post: arbId16<PostId>(), collab: fc.boolean(), content: arbSealedContent() }),
   DeletePost: () => record({ post: arbId16<PostId>(), reason: arbText(MAX_DESCRIPTION_BYTES) }),
   AssignRole: () => record({ user: arbUser(), role: fc.constantFrom(...ROLES) }),
   RevokeRole: () => record({ user: arbUser(), role: fc.constantFrom(...ROLES) }),
@@ -203,6 +195,42 @@ const BODY_ARBS: { readonly [K in OpKind]: () => fc.Arbitrary<Bodies[K]> } = {
   KeyHistory: () => record({ recipient: arbUser(), payload: arbVarBytes(MAX_KEY_HISTORY_BYTES) }),
   SetProfile: () => record({ name: arbText(MAX_NAME_BYTES) }),
 };
+
+/** Sealed content as the op codec sees it: opaque bytes, a nonce and a tag at least. */
+export function arbSealedContent(): fc.Arbitrary<Uint8Array> {
+  return fc
+    .oneof(
+      fc.uint8Array({ minLength: 0, maxLength: 64 }),
+      fc.uint8Array({ minLength: 4000, maxLength: 4100 }),
+    )
+    .map((b) => concatBytes(new Uint8Array(CONTENT_NONCE_BYTES + CONTENT_TAG_BYTES).fill(7), b));
+}
+
+type ContentArbs = { readonly [K in ContentKind]: () => fc.Arbitrary<Contents[K]> };
+
+const CONTENT_ARBS: ContentArbs = {
+  CreateThread: () => record({ title: arbText(MAX_NAME_BYTES * 2) }),
+  CreatePost: () =>
+    record({
+      text: arbText(MAX_POST_TEXT_BYTES),
+      body: nullable(arbBlobRef()),
+      attachments: fc.oneof(
+        fc.array(arbBlobRef(), { maxLength: 3 }),
+        fc.array(arbBlobRef(), { minLength: MAX_ATTACHMENTS, maxLength: MAX_ATTACHMENTS }),
+      ),
+      collab: nullable(arbVarBytes(MAX_COLLAB_CHANGE_BYTES)),
+    }),
+  EditPost: () =>
+    fc.oneof(
+      record({ text: arbText(MAX_POST_TEXT_BYTES), change: fc.constant(null) }),
+      record({ text: fc.constant(null), change: arbVarBytes(MAX_COLLAB_CHANGE_BYTES) }),
+    ),
+};
+
+/** A valid content of `kind`. */
+export function arbContent<K extends ContentKind>(kind: K): fc.Arbitrary<Contents[K]> {
+  return CONTENT_ARBS[kind]();
+}
 
 /** A valid body of `kind`. */
 export function arbBody<K extends OpKind>(kind: K): fc.Arbitrary<Bodies[K]> {

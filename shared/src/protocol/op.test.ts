@@ -5,6 +5,7 @@ import { type CborValue, decode, encode } from './cbor.js';
 import { CodecError } from './errors.js';
 import {
   type OpId,
+  type PostId,
   type ThreadId,
   HASH_BYTES,
   ID16_BYTES,
@@ -26,20 +27,25 @@ import {
 } from './limits.js';
 import {
   type BlobRef,
+  type Contents,
   type OpKind,
   type OpOf,
   type SignedOp,
   BODY_CODECS,
+  CONTENT_NONCE_BYTES,
+  CONTENT_TAG_BYTES,
   KIND_CODES,
   OP_KINDS,
   OP_SIG_CONTEXT,
   OP_VERSION,
   canonicalDeps,
+  decodeContent,
   decodeOp,
+  encodeContent,
   encodeOp,
   encodeUnsigned,
 } from './op.js';
-import { arbBytes, arbOpOf, arbSignedOp } from './op.arbitraries.js';
+import { arbBytes, arbContent, arbOpOf, arbSignedOp } from './op.arbitraries.js';
 
 // ---------- helpers ----------
 
@@ -98,7 +104,7 @@ const blob = (fill: number): BlobRef => ({
   name: 'cat.png',
 });
 
-/** A CreatePost with every optional part present, so blob fields have a path on the wire. */
+/** A CreatePost with every optional part present. */
 function fullPost(): OpOf<'CreatePost'> {
   const op = baseOp('CreatePost');
   return {
@@ -106,11 +112,14 @@ function fullPost(): OpOf<'CreatePost'> {
     body: {
       ...op.body,
       thread: bytesOf(ID16_BYTES, 3) as ThreadId,
-      body: blob(4),
-      attachments: [blob(5)],
-      collab: bytesOf(10),
+      parent: bytesOf(ID16_BYTES, 4) as PostId,
     },
   };
+}
+
+/** A post's content with every optional part present, so blob fields have a path on the wire. */
+function fullContent(): Contents['CreatePost'] {
+  return { text: 'hello', body: blob(4), attachments: [blob(5)], collab: bytesOf(10) };
 }
 
 // ---------- round trip ----------
@@ -164,15 +173,19 @@ describe('op round trip', () => {
       hlc: { wallMs: Number.MAX_SAFE_INTEGER, counter: Number.MAX_SAFE_INTEGER },
     };
     const post = baseOp('CreatePost');
+    const maxContent = encodeContent('CreatePost', {
+      text: '😀'.repeat(MAX_POST_TEXT_BYTES / 4),
+      body: big(1),
+      attachments: Array.from({ length: MAX_ATTACHMENTS }, (_, i) => big(i)),
+      collab: bytesOf(MAX_COLLAB_CHANGE_BYTES),
+    });
     const maxPost: OpOf<'CreatePost'> = {
       ...post,
       ...header,
       body: {
         ...fullPost().body,
-        text: '😀'.repeat(MAX_POST_TEXT_BYTES / 4),
-        body: big(1),
-        attachments: Array.from({ length: MAX_ATTACHMENTS }, (_, i) => big(i)),
-        collab: bytesOf(MAX_COLLAB_CHANGE_BYTES),
+        collab: true,
+        content: bytesOf(CONTENT_NONCE_BYTES + maxContent.length + CONTENT_TAG_BYTES),
       },
     };
     const keys = baseOp('KeyHistory');
@@ -199,9 +212,9 @@ const BODY_FIELDS: { readonly [K in OpKind]: readonly Field[] } = {
   CreateSpace: ['text', 'text'],
   CreateChannel: ['id16', 'text', 'enum', 'text'],
   EditChannel: ['id16', 'text?', 'text?', 'bool?'],
-  CreateThread: ['id16', 'id16', 'text', 'id16?'],
-  CreatePost: ['id16', 'id16', 'id16?', 'id16?', 'text', 'array?', 'array', 'bytes?'],
-  EditPost: ['id16', 'text?', 'bytes?'],
+  CreateThread: ['id16', 'id16', 'id16?', 'bytes'],
+  CreatePost: ['id16', 'id16', 'id16?', 'id16?', 'bool', 'bytes'],
+  EditPost: ['id16', 'bool', 'bytes'],
   DeletePost: ['id16', 'text'],
   AssignRole: ['key', 'enum'],
   RevokeRole: ['key', 'enum'],
@@ -317,13 +330,16 @@ describe('decodeOp rejects a field of the wrong type', () => {
     expect(checked).toBeGreaterThan(0);
   });
 
-  it('every field of a blob reference (post body and attachments)', () => {
-    const op = fullPost();
-    for (const at of [
-      [3, 5],
-      [3, 6, 0],
-    ]) {
-      BLOB_FIELDS.forEach((field, i) => expectEveryBadValueRejected(op, [...at, i], field));
+  it('every field of a blob reference in a post content (body and attachments)', () => {
+    for (const at of [[1], [2, 0]]) {
+      BLOB_FIELDS.forEach((field, i) => {
+        for (const [what, bad] of badValues(field)) {
+          const e = thrown(() =>
+            decodeContent('CreatePost', contentWith(fullContent(), [...at, i], bad), true),
+          );
+          expect(e, `content at ${[...at, i].join('.')} := ${what}`).toBeInstanceOf(CodecError);
+        }
+      });
     }
   });
 
@@ -357,8 +373,17 @@ describe('decodeOp rejects wrong arity', () => {
     expectCodecError(() => decodeOp(edited(o, (w) => (w[3] as CborValue[]).push(null))), 'wrong-type');
   });
 
-  it('of epoch, hlc, cert and blob references', () => {
-    for (const path of [[5], [6], [8], [3, 5], [3, 6, 0]]) {
+  it('of a content and its blob references', () => {
+    for (const path of [[], [1], [2, 0]]) {
+      const shorter = contentWith(fullContent(), path, (w) => (w as CborValue[]).pop());
+      const longer = contentWith(fullContent(), path, (w) => (w as CborValue[]).push(0));
+      expectCodecError(() => decodeContent('CreatePost', shorter, true), 'wrong-type');
+      expectCodecError(() => decodeContent('CreatePost', longer, true), 'wrong-type');
+    }
+  });
+
+  it('of epoch, hlc and cert', () => {
+    for (const path of [[5], [6], [8]]) {
       const shorter = edited(op, (w) => (getAt(w, path) as CborValue[]).pop());
       const longer = edited(op, (w) => (getAt(w, path) as CborValue[]).push(0));
       expectCodecError(() => decodeOp(shorter), 'wrong-type');
@@ -374,7 +399,7 @@ describe('decodeOp rejects unknown kinds and versions', () => {
     expectCodecError(() => decodeOp(edited(op, (w) => (w[2] = code))), 'wrong-type');
   });
 
-  it.each([0, 2, 255, -1])('version %s', (v) => {
+  it.each([0, 1, 3, 255, -1])('version %s', (v) => {
     expectCodecError(() => decodeOp(edited(op, (w) => (w[0] = v))), 'wrong-type');
   });
 
@@ -431,12 +456,6 @@ const TEXT_LIMITS: readonly (readonly [string, OpKind, readonly number[], number
   ['CreateChannel.topic', 'CreateChannel', [3, 3], MAX_DESCRIPTION_BYTES],
   ['EditChannel.name', 'EditChannel', [3, 1], MAX_NAME_BYTES],
   ['EditChannel.topic', 'EditChannel', [3, 2], MAX_DESCRIPTION_BYTES],
-  ['CreateThread.title', 'CreateThread', [3, 2], MAX_NAME_BYTES * 2],
-  ['CreatePost.text', 'CreatePost', [3, 4], MAX_POST_TEXT_BYTES],
-  ['CreatePost.body.mime', 'CreatePost', [3, 5, 3], MAX_MIME_BYTES],
-  ['CreatePost.body.name', 'CreatePost', [3, 5, 4], MAX_NAME_BYTES],
-  ['CreatePost.attachments[0].mime', 'CreatePost', [3, 6, 0, 3], MAX_MIME_BYTES],
-  ['EditPost.text', 'EditPost', [3, 1], MAX_POST_TEXT_BYTES],
   ['DeletePost.reason', 'DeletePost', [3, 1], MAX_DESCRIPTION_BYTES],
   ['RemoveMember.reason', 'RemoveMember', [3, 2], MAX_DESCRIPTION_BYTES],
   ['Ban.reason', 'Ban', [3, 2], MAX_DESCRIPTION_BYTES],
@@ -446,18 +465,10 @@ const TEXT_LIMITS: readonly (readonly [string, OpKind, readonly number[], number
   ['SetSpaceSettings.description', 'SetSpaceSettings', [3, 1], MAX_DESCRIPTION_BYTES],
 ];
 
-function opFor(kind: OpKind): SignedOp {
-  if (kind === 'CreatePost') return fullPost();
-  const op = baseOp(kind);
-  // EditPost takes text only without a change.
-  if (op.kind === 'EditPost') return { ...op, body: { ...op.body, text: '', change: null } };
-  return op;
-}
-
 describe('decodeOp limits text by UTF-8 bytes', () => {
   it.each(TEXT_LIMITS)('%s: at most %s bytes', (_what, kind, path, limit) => {
-    const op = opFor(kind);
-    const withText = (s: string): Uint8Array => withField(op, path, s);
+    const op = baseOp(kind);
+    const withText = (t: string): Uint8Array => withField(op, path, t);
     // 1-, 3- and 4-byte characters, exactly at the limit and one character over it.
     for (const [ch, size] of [
       ['a', 1],
@@ -470,46 +481,26 @@ describe('decodeOp limits text by UTF-8 bytes', () => {
     }
   });
 
-  it('a post text of 2000 three-byte characters: short in UTF-16 units, 6000 bytes', () => {
-    const op = opFor('CreatePost');
-    const s = '€'.repeat(2000);
-    expect(s.length).toBeLessThan(MAX_POST_TEXT_BYTES);
-    expectCodecError(() => decodeOp(withField(op, [3, 4], s)), 'wrong-type');
+  it('byte strings', () => {
+    const keys = baseOp('KeyHistory');
+    expect(decodeOp(withField(keys, [3, 1], bytesOf(MAX_KEY_HISTORY_BYTES)))).toBeDefined();
     expectCodecError(
-      () => decodeOp(withField(op, [3, 4], 'a'.repeat(MAX_POST_TEXT_BYTES + 1))),
+      () => decodeOp(withField(keys, [3, 1], bytesOf(MAX_KEY_HISTORY_BYTES + 1))),
+      'wrong-type',
+    );
+    // Sealed content is at least a nonce and a tag.
+    const post = fullPost();
+    expect(decodeOp(withField(post, [3, 5], bytesOf(CONTENT_NONCE_BYTES + CONTENT_TAG_BYTES))).kind).toBe(
+      'CreatePost',
+    );
+    expectCodecError(
+      () => decodeOp(withField(post, [3, 5], bytesOf(CONTENT_NONCE_BYTES + CONTENT_TAG_BYTES - 1))),
       'wrong-type',
     );
   });
 
-  it('byte strings and attachment counts', () => {
-    const post = fullPost();
-    const cases: readonly (readonly [SignedOp, readonly number[], number])[] = [
-      [post, [3, 7], MAX_COLLAB_CHANGE_BYTES],
-      [
-        { ...baseOp('EditPost'), body: { post: post.body.post, text: null, change: bytesOf(1) } },
-        [3, 2],
-        MAX_COLLAB_CHANGE_BYTES,
-      ],
-      [baseOp('KeyHistory'), [3, 1], MAX_KEY_HISTORY_BYTES],
-    ];
-    for (const [op, path, limit] of cases) {
-      expect(decodeOp(withField(op, path, bytesOf(limit)))).toBeDefined();
-      expectCodecError(() => decodeOp(withField(op, path, bytesOf(limit + 1))), 'wrong-type');
-    }
-    const one = getAt(wireOf(post), [3, 6, 0]);
-    const attachments = (n: number): Uint8Array =>
-      withField(
-        post,
-        [3, 6],
-        Array.from({ length: n }, () => one),
-      );
-    expect(decodeOp(attachments(MAX_ATTACHMENTS)).kind).toBe('CreatePost');
-    expectCodecError(() => decodeOp(attachments(MAX_ATTACHMENTS + 1)), 'wrong-type');
-  });
-
   it('an op larger than MAX_OP_BYTES is too-large, before anything else is looked at', () => {
-    const op = opFor('CreatePost');
-    const huge = withField(op, [3, 4], 'a'.repeat(MAX_OP_BYTES));
+    const huge = withField(fullPost(), [3, 5], bytesOf(MAX_OP_BYTES));
     expect(huge.length).toBeGreaterThan(MAX_OP_BYTES);
     expectCodecError(() => decodeOp(huge), 'too-large');
     expectCodecError(() => decodeOp(new Uint8Array(MAX_OP_BYTES + 1)), 'too-large');
@@ -518,30 +509,159 @@ describe('decodeOp limits text by UTF-8 bytes', () => {
   });
 });
 
-describe('decodeOp: EditPost carries exactly one of text and change', () => {
-  const op = baseOp('EditPost');
-  const post = op.body.post;
+// ---------- content (the readable part of posts, threads and edits) ----------
 
-  it('accepts either alone', () => {
-    for (const body of [
-      { post, text: 'new text', change: null },
-      { post, text: '', change: null },
-      { post, text: null, change: bytesOf(5) },
-      { post, text: null, change: new Uint8Array(0) },
-    ]) {
-      const o: SignedOp = { ...op, body };
-      expect(decodeOp(encodeOp(o))).toStrictEqual(o);
+/** A content's encoding with the value at `path` of its wire array replaced (or edited in place). */
+function contentWith(
+  c: Contents['CreatePost'],
+  path: readonly number[],
+  value: CborValue | ((node: CborValue) => void),
+): Uint8Array {
+  const w = decode(encodeContent('CreatePost', c)) as CborValue[];
+  if (typeof value === 'function') value(getAt(w, path));
+  else setAt(w, path, value);
+  return encode(w);
+}
+
+/** [what, kind, content position, limit in UTF-8 bytes] for every text field of a content. */
+const CONTENT_TEXT_LIMITS: readonly (readonly [
+  string,
+  'CreateThread' | 'CreatePost' | 'EditPost',
+  readonly number[],
+  number,
+])[] = [
+  ['CreateThread.title', 'CreateThread', [0], MAX_NAME_BYTES * 2],
+  ['CreatePost.text', 'CreatePost', [0], MAX_POST_TEXT_BYTES],
+  ['CreatePost.body.mime', 'CreatePost', [1, 3], MAX_MIME_BYTES],
+  ['CreatePost.body.name', 'CreatePost', [1, 4], MAX_NAME_BYTES],
+  ['CreatePost.attachments[0].mime', 'CreatePost', [2, 0, 3], MAX_MIME_BYTES],
+  ['EditPost.text', 'EditPost', [0], MAX_POST_TEXT_BYTES],
+];
+
+const SAMPLE_CONTENT = {
+  CreateThread: { title: 'A thread' },
+  CreatePost: fullContent(),
+  EditPost: { text: 'edited', change: null },
+} as const;
+/** The collab flag each sample content agrees with. */
+const SAMPLE_COLLAB = { CreateThread: false, CreatePost: true, EditPost: false } as const;
+
+describe('content codec', () => {
+  it('decodeContent(encodeContent(c)) equals c for every content kind, with canonical bytes', () => {
+    for (const kind of ['CreateThread', 'CreatePost', 'EditPost'] as const) {
+      fc.assert(
+        fc.property(arbContent(kind), (c) => {
+          const collab =
+            kind === 'CreatePost'
+              ? (c as Contents['CreatePost']).collab !== null
+              : kind === 'EditPost' && (c as Contents['EditPost']).change !== null;
+          const b = encodeContent(kind, c);
+          const back = decodeContent(kind, b, collab);
+          expect(back).toStrictEqual(c);
+          expect(toHex(encodeContent(kind, back))).toBe(toHex(b));
+        }),
+        { numRuns: 100 },
+      );
     }
   });
 
-  it('rejects both and neither', () => {
+  it.each(CONTENT_TEXT_LIMITS)('%s: at most %s bytes', (_what, kind, path, limit) => {
+    const collab = SAMPLE_COLLAB[kind];
+    const withText = (t: string): Uint8Array => {
+      const w = decode(encodeContent(kind, SAMPLE_CONTENT[kind])) as CborValue[];
+      setAt(w, path, t);
+      return encode(w);
+    };
+    for (const [ch, size] of [
+      ['a', 1],
+      ['€', 3],
+      ['😀', 4],
+    ] as const) {
+      const fits = ch.repeat(Math.floor(limit / size));
+      const w = encodeContent(kind, decodeContent(kind, withText(fits), collab));
+      expect(getAt(decode(w), path)).toBe(fits);
+      expectCodecError(() => decodeContent(kind, withText(fits + ch), collab), 'wrong-type');
+    }
+  });
+
+  it('a post text of 2000 three-byte characters: short in UTF-16 units, 6000 bytes', () => {
+    const t = '€'.repeat(2000);
+    expect(t.length).toBeLessThan(MAX_POST_TEXT_BYTES);
+    expectCodecError(
+      () => decodeContent('CreatePost', contentWith(fullContent(), [0], t), true),
+      'wrong-type',
+    );
+  });
+
+  it('byte strings and attachment counts', () => {
+    const collabAt = (n: number) => contentWith(fullContent(), [3], bytesOf(n));
+    expect(decodeContent('CreatePost', collabAt(MAX_COLLAB_CHANGE_BYTES), true)).toBeDefined();
+    expectCodecError(
+      () => decodeContent('CreatePost', collabAt(MAX_COLLAB_CHANGE_BYTES + 1), true),
+      'wrong-type',
+    );
+    const change = (n: number) => encode([null, bytesOf(n)]);
+    expect(decodeContent('EditPost', change(MAX_COLLAB_CHANGE_BYTES), true)).toBeDefined();
+    expectCodecError(
+      () => decodeContent('EditPost', change(MAX_COLLAB_CHANGE_BYTES + 1), true),
+      'wrong-type',
+    );
+    const one = getAt(decode(encodeContent('CreatePost', fullContent())), [2, 0]);
+    const attachments = (n: number): Uint8Array =>
+      contentWith(
+        fullContent(),
+        [2],
+        Array.from({ length: n }, () => one),
+      );
+    expect(decodeContent('CreatePost', attachments(MAX_ATTACHMENTS), true).attachments).toHaveLength(
+      MAX_ATTACHMENTS,
+    );
+    expectCodecError(() => decodeContent('CreatePost', attachments(MAX_ATTACHMENTS + 1), true), 'wrong-type');
+  });
+
+  it('an edit carries exactly one of text and change, agreeing with the collab flag', () => {
+    for (const [c, collab] of [
+      [{ text: 'new text', change: null }, false],
+      [{ text: '', change: null }, false],
+      [{ text: null, change: bytesOf(5) }, true],
+      [{ text: null, change: new Uint8Array(0) }, true],
+    ] as const) {
+      expect(decodeContent('EditPost', encodeContent('EditPost', c), collab)).toStrictEqual(c);
+      expectCodecError(() => decodeContent('EditPost', encodeContent('EditPost', c), !collab), 'wrong-type');
+    }
     for (const [text, change] of [
       ['new text', bytesOf(5)],
       [null, null],
     ] as const) {
-      const o: SignedOp = { ...op, body: { post, text, change } };
-      expectCodecError(() => decodeOp(encodeOp(o)), 'wrong-type');
+      for (const collab of [true, false]) {
+        expectCodecError(() => decodeContent('EditPost', encode([text, change]), collab), 'wrong-type');
+      }
     }
+  });
+
+  it("a post's collaborative document is present exactly when the op says it is collaborative", () => {
+    const plain = { ...fullContent(), collab: null };
+    expect(decodeContent('CreatePost', encodeContent('CreatePost', plain), false).collab).toBeNull();
+    expectCodecError(
+      () => decodeContent('CreatePost', encodeContent('CreatePost', plain), true),
+      'wrong-type',
+    );
+    expectCodecError(
+      () => decodeContent('CreatePost', encodeContent('CreatePost', fullContent()), false),
+      'wrong-type',
+    );
+  });
+
+  it('arbitrary bytes decode or fail with a CodecError, for every content kind', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), fc.boolean(), (b, collab) => {
+        for (const kind of ['CreateThread', 'CreatePost', 'EditPost'] as const) {
+          const e = thrown(() => decodeContent(kind, b, collab));
+          if (e !== undefined) expect(e).toBeInstanceOf(CodecError);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 

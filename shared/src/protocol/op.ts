@@ -37,7 +37,8 @@ import {
   MAX_POST_TEXT_BYTES,
 } from './limits.js';
 
-export const OP_VERSION = 1;
+/** 2: the readable part of posts, threads and edits is sealed separately (section 6.2). */
+export const OP_VERSION = 2;
 
 /** Hybrid logical clock stamp: wall milliseconds and a counter for ties. */
 export interface Hlc {
@@ -71,21 +72,19 @@ export interface Bodies {
   CreateSpace: { name: string; description: string };
   CreateChannel: { channel: ChannelId; name: string; type: ChannelType; topic: string };
   EditChannel: { channel: ChannelId; name: string | null; topic: string | null; archived: boolean | null };
-  CreateThread: { thread: ThreadId; channel: ChannelId; title: string; root: PostId | null };
+  /** `content`: the sealed {@link Contents} of the kind (see {@link sealContent}). */
+  CreateThread: { thread: ThreadId; channel: ChannelId; root: PostId | null; content: Uint8Array };
   CreatePost: {
     post: PostId;
     channel: ChannelId;
     thread: ThreadId | null;
     parent: PostId | null;
-    text: string;
-    /** Content longer than the inline limit, as a blob. */
-    body: BlobRef | null;
-    attachments: readonly BlobRef[];
-    /** For a collaboratively edited post: the saved initial Automerge document. */
-    collab: Uint8Array | null;
+    /** Whether the post is edited collaboratively (its content then holds an Automerge document). */
+    collab: boolean;
+    content: Uint8Array;
   };
-  /** A plain edit replaces `text`; a collaborative edit carries an Automerge change instead. */
-  EditPost: { post: PostId; text: string | null; change: Uint8Array | null };
+  /** `collab`: whether the edit carries an Automerge change (else a replacement text). */
+  EditPost: { post: PostId; collab: boolean; content: Uint8Array };
   DeletePost: { post: PostId; reason: string };
   AssignRole: { user: UserId; role: Role };
   RevokeRole: { user: UserId; role: Role };
@@ -129,6 +128,42 @@ export interface Bodies {
 
 export type OpKind = keyof Bodies;
 
+/**
+ * The readable part of a post, a thread or an edit (section 6.2). It travels sealed inside the
+ * op under the epoch's content key, while the rest of the op is sealed under the epoch's control
+ * key. Every member gets every control key, so every member can place, check and order every
+ * op; the content keys of epochs before a member joined are given only when the Space shows its
+ * history to new members (`historyVisibility: all`).
+ */
+export interface Contents {
+  CreateThread: { title: string };
+  CreatePost: {
+    text: string;
+    /** Content longer than the inline limit, as a blob. */
+    body: BlobRef | null;
+    attachments: readonly BlobRef[];
+    /** For a collaboratively edited post: the saved initial Automerge document. */
+    collab: Uint8Array | null;
+  };
+  /** A plain edit replaces `text`; a collaborative edit carries an Automerge change instead. */
+  EditPost: { text: string | null; change: Uint8Array | null };
+}
+
+export type ContentKind = keyof Contents;
+export type AnyContent = Contents[ContentKind];
+
+export function isContentKind(kind: OpKind): kind is ContentKind {
+  return kind === 'CreatePost' || kind === 'EditPost' || kind === 'CreateThread';
+}
+
+/**
+ * What a writer supplies for an op: for content kinds, the placing fields and the readable
+ * content together (the writer's replica seals the content); for other kinds, the body.
+ */
+export type Drafts = {
+  [K in OpKind]: K extends ContentKind ? Omit<Bodies[K], 'content' | 'collab'> & Contents[K] : Bodies[K];
+};
+
 /** Wire numbers of the kinds. Never reuse a number. */
 export const KIND_CODES: { readonly [K in OpKind]: number } = {
   CreateSpace: 1,
@@ -171,6 +206,17 @@ interface OpHeader {
 export type UnsignedOp = { [K in OpKind]: OpHeader & { readonly kind: K; readonly body: Bodies[K] } }[OpKind];
 export type SignedOp = UnsignedOp & { readonly sig: Uint8Array };
 export type OpOf<K extends OpKind> = Extract<SignedOp, { kind: K }>;
+/** A post, thread or edit: an op with sealed content. */
+export type ContentOp = OpOf<ContentKind>;
+
+export function isContentOp(op: SignedOp): op is ContentOp {
+  return isContentKind(op.kind);
+}
+
+/** Whether a content op's content is (or edits) a collaborative Automerge document. */
+export function collabFlag(op: ContentOp): boolean {
+  return op.kind === 'CreateThread' ? false : op.body.collab;
+}
 
 // ---------- field readers: every wrong shape is a CodecError('wrong-type') ----------
 
@@ -285,53 +331,34 @@ export const BODY_CODECS: BodyCodecs = {
   },
   CreateThread: {
     fields: 4,
-    encode: (b) => [b.thread, b.channel, b.title, b.root],
+    encode: (b) => [b.thread, b.channel, b.root, b.content],
     decode: (f) => ({
       thread: id16<ThreadId>(f[0], 'thread'),
       channel: id16<ChannelId>(f[1], 'channel'),
-      title: text(f[2], MAX_NAME_BYTES * 2, 'title'),
-      root: opt(f[3], (x) => id16<PostId>(x, 'root')),
+      root: opt(f[2], (x) => id16<PostId>(x, 'root')),
+      content: sealedContent(f[3]),
     }),
   },
   CreatePost: {
-    fields: 8,
-    encode: (b) => [
-      b.post,
-      b.channel,
-      b.thread,
-      b.parent,
-      b.text,
-      b.body === null ? null : blobWire(b.body),
-      b.attachments.map(blobWire),
-      b.collab,
-    ],
-    decode: (f) => {
-      const att = f[6];
-      if (!Array.isArray(att) || att.length > MAX_ATTACHMENTS) wrong('attachments');
-      return {
-        post: id16<PostId>(f[0], 'post'),
-        channel: id16<ChannelId>(f[1], 'channel'),
-        thread: opt(f[2], (x) => id16<ThreadId>(x, 'thread')),
-        parent: opt(f[3], (x) => id16<PostId>(x, 'parent')),
-        text: text(f[4], MAX_POST_TEXT_BYTES, 'text'),
-        body: opt(f[5], blobRef),
-        attachments: (att as readonly CborValue[]).map(blobRef),
-        collab: opt(f[7], (x) => varBytes(x, MAX_COLLAB_CHANGE_BYTES, 'collab')),
-      };
-    },
+    fields: 6,
+    encode: (b) => [b.post, b.channel, b.thread, b.parent, b.collab, b.content],
+    decode: (f) => ({
+      post: id16<PostId>(f[0], 'post'),
+      channel: id16<ChannelId>(f[1], 'channel'),
+      thread: opt(f[2], (x) => id16<ThreadId>(x, 'thread')),
+      parent: opt(f[3], (x) => id16<PostId>(x, 'parent')),
+      collab: bool(f[4], 'collab'),
+      content: sealedContent(f[5]),
+    }),
   },
   EditPost: {
     fields: 3,
-    encode: (b) => [b.post, b.text, b.change],
-    decode: (f) => {
-      const body = {
-        post: id16<PostId>(f[0], 'post'),
-        text: opt(f[1], (x) => text(x, MAX_POST_TEXT_BYTES, 'text')),
-        change: opt(f[2], (x) => varBytes(x, MAX_COLLAB_CHANGE_BYTES, 'change')),
-      };
-      if ((body.text === null) === (body.change === null)) wrong('edit: exactly one of text and change');
-      return body;
-    },
+    encode: (b) => [b.post, b.collab, b.content],
+    decode: (f) => ({
+      post: id16<PostId>(f[0], 'post'),
+      collab: bool(f[1], 'collab'),
+      content: sealedContent(f[2]),
+    }),
   },
   DeletePost: {
     fields: 2,
@@ -415,6 +442,150 @@ export const BODY_CODECS: BodyCodecs = {
   },
   SetProfile: { fields: 1, encode: (b) => [b.name], decode: (f) => ({ name: name(f[0]) }) },
 };
+
+/** Sealed content: a nonce, then at least an AEAD tag. */
+function sealedContent(v: CborValue | undefined): Uint8Array {
+  const b = varBytes(v, MAX_OP_BYTES, 'content');
+  if (b.length < CONTENT_NONCE_BYTES + CONTENT_TAG_BYTES) wrong('content: too short to be sealed');
+  return b;
+}
+
+export const CONTENT_NONCE_BYTES = 12;
+export const CONTENT_TAG_BYTES = 16;
+
+interface ContentCodec<K extends ContentKind> {
+  readonly fields: number;
+  encode(c: Contents[K]): CborValue[];
+  decode(f: readonly CborValue[]): Contents[K];
+}
+
+const CONTENT_CODECS: { readonly [K in ContentKind]: ContentCodec<K> } = {
+  CreateThread: {
+    fields: 1,
+    encode: (c) => [c.title],
+    decode: (f) => ({ title: text(f[0], MAX_NAME_BYTES * 2, 'title') }),
+  },
+  CreatePost: {
+    fields: 4,
+    encode: (c) => [c.text, c.body === null ? null : blobWire(c.body), c.attachments.map(blobWire), c.collab],
+    decode: (f) => {
+      const att = f[2];
+      if (!Array.isArray(att) || att.length > MAX_ATTACHMENTS) wrong('attachments');
+      return {
+        text: text(f[0], MAX_POST_TEXT_BYTES, 'text'),
+        body: opt(f[1], blobRef),
+        attachments: (att as readonly CborValue[]).map(blobRef),
+        collab: opt(f[3], (x) => varBytes(x, MAX_COLLAB_CHANGE_BYTES, 'collab')),
+      };
+    },
+  },
+  EditPost: {
+    fields: 2,
+    encode: (c) => [c.text, c.change],
+    decode: (f) => {
+      const c = {
+        text: opt(f[0], (x) => text(x, MAX_POST_TEXT_BYTES, 'text')),
+        change: opt(f[1], (x) => varBytes(x, MAX_COLLAB_CHANGE_BYTES, 'change')),
+      };
+      if ((c.text === null) === (c.change === null)) wrong('edit: exactly one of text and change');
+      return c;
+    },
+  },
+};
+
+/** The canonical encoding of a content (what is sealed inside a content op). */
+export function encodeContent<K extends ContentKind>(kind: K, c: Contents[K]): Uint8Array {
+  const codec = CONTENT_CODECS[kind] as ContentCodec<ContentKind>;
+  return encode(codec.encode(c));
+}
+
+/**
+ * Decodes the content of an op of `kind` and checks it agrees with the op's `collab` flag.
+ * Throws `CodecError` for anything malformed.
+ */
+export function decodeContent<K extends ContentKind>(
+  kind: K,
+  bytes_: Uint8Array,
+  collab: boolean,
+  options: { readonly views?: boolean } = {},
+): Contents[K] {
+  const codec = CONTENT_CODECS[kind] as ContentCodec<ContentKind>;
+  const c = codec.decode(arr(decode(bytes_, undefined, options), codec.fields, `${kind} content`));
+  if (kind === 'CreatePost' && ((c as Contents['CreatePost']).collab !== null) !== collab) {
+    wrong('post content: does not match the collab flag');
+  }
+  if (kind === 'EditPost' && ((c as Contents['EditPost']).change !== null) !== collab) {
+    wrong('edit content: does not match the collab flag');
+  }
+  return c as Contents[K];
+}
+
+/**
+ * Splits a writer's draft into the op body without its sealed content, and the content.
+ * `content` in the returned body is empty until the caller seals it.
+ */
+export function splitDraft<K extends OpKind>(
+  kind: K,
+  draft: Drafts[K],
+): { body: Bodies[K]; content: AnyContent | undefined } {
+  switch (kind) {
+    case 'CreateThread': {
+      const d = draft as Drafts['CreateThread'];
+      const body: Bodies['CreateThread'] = {
+        thread: d.thread,
+        channel: d.channel,
+        root: d.root,
+        content: EMPTY,
+      };
+      return { body: body as Bodies[K], content: { title: d.title } };
+    }
+    case 'CreatePost': {
+      const d = draft as Drafts['CreatePost'];
+      const body: Bodies['CreatePost'] = {
+        post: d.post,
+        channel: d.channel,
+        thread: d.thread,
+        parent: d.parent,
+        collab: d.collab !== null,
+        content: EMPTY,
+      };
+      const content: Contents['CreatePost'] = {
+        text: d.text,
+        body: d.body,
+        attachments: d.attachments,
+        collab: d.collab,
+      };
+      return { body: body as Bodies[K], content };
+    }
+    case 'EditPost': {
+      const d = draft as Drafts['EditPost'];
+      const body: Bodies['EditPost'] = { post: d.post, collab: d.change !== null, content: EMPTY };
+      return { body: body as Bodies[K], content: { text: d.text, change: d.change } };
+    }
+    default:
+      return { body: draft as Bodies[K], content: undefined };
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Domain separation for sealed content. */
+export const CONTENT_SEAL_CONTEXT = new TextEncoder().encode('conclave/content/1');
+
+/**
+ * Associated data of an op's sealed content: the content belongs to this Space, epoch, kind
+ * and author, so it cannot be lifted into another op.
+ */
+export function contentAd(space: SpaceId, epoch: EpochRef, kind: ContentKind, author: DeviceId): Uint8Array {
+  const e = epochBytes(epoch);
+  const out = new Uint8Array(CONTENT_SEAL_CONTEXT.length + space.length + e.length + 1 + author.length);
+  let at = 0;
+  for (const part of [CONTENT_SEAL_CONTEXT, space, e, new Uint8Array([KIND_CODES[kind]]), author]) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
 
 function encodeBody(op: UnsignedOp): CborValue[] {
   // The union of codecs cannot be narrowed by `op.kind` through an index; the table is total.

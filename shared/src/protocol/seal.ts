@@ -177,3 +177,29 @@ export async function open(env: SealedEnvelope, key: CryptoKey): Promise<Uint8Ar
   }
   return unpad(plain);
 }
+
+/**
+ * Seals an op's content (see `Contents` in op.ts) under the epoch's content key:
+ * `nonce ‖ AEAD(key, nonce, ad, content)`, where `ad` is `contentAd(…)` of the op.
+ */
+export async function sealContent(
+  aead: Aead,
+  key: Uint8Array,
+  ad: Uint8Array,
+  content: Uint8Array,
+  nonce: Uint8Array,
+): Promise<Uint8Array> {
+  if (nonce.length !== NONCE_BYTES) throw new SealError('bad-seal', 'nonce must be 12 bytes');
+  return concatBytes(nonce, await aead.encrypt(key, nonce, ad, content));
+}
+
+/** Opens sealed content; `SealError('bad-seal')` when key, associated data or bytes do not match. */
+export async function openContent(
+  aead: Aead,
+  key: Uint8Array,
+  ad: Uint8Array,
+  sealed: Uint8Array,
+): Promise<Uint8Array> {
+  if (sealed.length < NONCE_BYTES + TAG_BYTES) throw new SealError('bad-seal', 'sealed content too short');
+  return aead.decrypt(key, sealed.subarray(0, NONCE_BYTES), ad, sealed.subarray(NONCE_BYTES));
+}
