@@ -2,8 +2,9 @@
  * Concurrent commits (ARCHITECTURE.md section 6.3), as a property: 3–6 members, several
  * committers, adds, removes and self-updates, two relays that each keep the first commit per
  * epoch but are partitioned from each other for a while, random delivery delays and duplicates.
- * Every member of the final group ends on the same epoch with the same content key, and no
- * member loses a key it had (what it accepted stays readable).
+ * Members save after every change and restart now and then (a reload from storage in the
+ * middle of a fork). Every member of the final group ends on the same epoch with the same key,
+ * and no member loses a key it had (what it accepted stays readable).
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -26,6 +27,7 @@ type Step =
   | { t: 'commit'; who: number; kind: 'update' | 'remove' | 'add'; target: number; relay: number }
   | { t: 'follow'; who: number; relay: number }
   | { t: 'dup'; relay: number; pick: number }
+  | { t: 'restart'; who: number }
   | { t: 'heal' };
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
@@ -48,6 +50,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
     arbitrary: fc.record({ t: fc.constant('dup' as const), relay: fc.nat(1), pick: fc.nat(100) }),
   },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('heal' as const) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('restart' as const), who: fc.nat(20) }) },
 );
 
 interface Member {
@@ -86,6 +89,7 @@ async function run(size: number, steps: readonly Step[]): Promise<void> {
   await append(0, first.commit.handshake, first.commit.from.epoch);
   await append(1, first.commit.handshake);
   await founder.group.confirm(first.commit);
+  await founder.device.save(founder.group);
   for (const p of initial) {
     const j = await p.device.join(first.commit.welcome as Uint8Array);
     if (j.kind !== 'joined') throw new Error('setup join failed');
@@ -124,6 +128,9 @@ async function run(size: number, steps: readonly Step[]): Promise<void> {
       const o = await g.process(msg.message);
       tally.set(o.kind, (tally.get(o.kind) ?? 0) + 1);
       out.push(o);
+      // Saved after every change, as a host does before anything else (flows.ts).
+      if (['applied', 'switched', 'removed-self', 'proposal-stored'].includes(o.kind))
+        await m.peer.device.save(g);
       if (o.kind === 'future' || o.kind === 'held') blocked = true;
       if (!blocked) m.cursors[relay] = msg.seq;
     }
@@ -145,6 +152,12 @@ async function run(size: number, steps: readonly Step[]): Promise<void> {
       continue;
     }
     const m = members[s.who % members.length] as Member;
+    if (s.t === 'restart') {
+      // Everything in memory is dropped; the member goes on from what it saved.
+      await m.peer.reopen();
+      tally.set('restart', (tally.get('restart') ?? 0) + 1);
+      continue;
+    }
     const g = m.peer.device.group(SPACE);
     if (s.t === 'follow') {
       await follow(m, s.relay as 0 | 1);
@@ -174,6 +187,7 @@ async function run(size: number, steps: readonly Step[]): Promise<void> {
     if (!(await append(s.relay, r.commit.handshake, r.commit.from.epoch))) continue;
     commitsSinceHeal++;
     await g.confirm(r.commit);
+    await m.peer.device.save(g);
     note(m);
     if (joiner !== undefined) {
       const j = await joiner.device.join(r.commit.welcome as Uint8Array);

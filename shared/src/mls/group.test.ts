@@ -509,6 +509,41 @@ describe('leaving and concurrent commits', () => {
 });
 
 describe('persistence', () => {
+  it('fork choice survives a restart: both sides reloaded mid-fork settle on the same winner and keep the loser’s key', async () => {
+    const { peers, admin, chat, log } = await founded(['alice', 'bob', 'carol']);
+    const [, bob, carol] = peers as [MlsPeer, MlsPeer, MlsPeer];
+    await admit(admin, bob, [], true);
+    await deliver(bob, log);
+    await admit(admin, carol, [bob], true);
+    await deliver(carol, log);
+    const b = await bob.group.prepare({ kind: 'update' }, { context: contextOf(bob) });
+    const c = await carol.group.prepare({ kind: 'update' }, { context: contextOf(carol) });
+    if (b.kind !== 'ready' || c.kind !== 'ready') throw new Error('no commit');
+    for (const [p, commit] of [
+      [bob, b.commit],
+      [carol, c.commit],
+    ] as const) {
+      await p.group.confirm(commit);
+      await p.device.save(p.group);
+    }
+    const onBob = await bob.write('CreatePost', postBody(chat, 'sealed before the restart'));
+    // Both devices restart before hearing of the other's commit.
+    await bob.reopen();
+    await carol.reopen();
+    const seen = [
+      (await bob.group.process(c.commit.handshake)).kind,
+      (await carol.group.process(b.commit.handshake)).kind,
+    ];
+    expect(seen.sort()).toEqual(['stale', 'switched']);
+    expect(bob.group.epoch).toEqual(carol.group.epoch);
+    expect(bob.group.epochKey(bob.group.epoch)).toEqual(carol.group.epochKey(carol.group.epoch));
+    // The loser's epoch key is still there after the switch, and survives another restart.
+    await bob.device.save(bob.group);
+    await bob.reopen();
+    expect(await bob.device.epochKey(SPACE, b.commit.to)).toBeDefined();
+    expect((await bob.replica.accept(onBob)).kind).toBe('duplicate');
+  });
+
   it('a device reloaded from storage continues: keys, members, the next commit', async () => {
     const { peers, admin, chat, log } = await founded(['alice', 'bob']);
     const bob = peers[1] as MlsPeer;

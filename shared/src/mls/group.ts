@@ -30,7 +30,7 @@ import type { MembershipAnswer } from '../ports/keys.js';
 import { type CborValue, type DecodeLimits, decode, encode } from '../protocol/cbor.js';
 import { CodecError, SealError } from '../protocol/errors.js';
 import type { DeviceId, EpochRef, SpaceId, TopicId, UserId } from '../protocol/ids.js';
-import { HASH_BYTES, bytesKey, compareBytes, equalBytes } from '../protocol/ids.js';
+import { HASH_BYTES, KEY_BYTES, bytesKey, compareBytes, equalBytes } from '../protocol/ids.js';
 import { MAX_MLS_MESSAGE_BYTES, MLS_RETAIN_EPOCHS } from '../protocol/limits.js';
 import { NONCE_BYTES } from '../protocol/seal.js';
 import { sha256, topicId } from '../crypto/sha256.js';
@@ -200,7 +200,11 @@ const ZERO_HASH = new Uint8Array(HASH_BYTES);
  */
 interface Transition {
   readonly from: EpochRef;
-  readonly base: ClientState;
+  /**
+   * The state it left; after a restart its saved encoding, decoded only when a fork needs it
+   * (decoding a large group's state takes seconds).
+   */
+  base: ClientState | Uint8Array;
   readonly committer: GroupMember;
   readonly context: Uint8Array;
   readonly tie: Uint8Array;
@@ -213,8 +217,63 @@ const MAX_ORPHANS = 256;
 
 /** Epochs a fork can reach back: how many transitions' previous states a member keeps. */
 const FORK_WINDOW = 8;
+/**
+ * Of those, how many are saved, so fork choice still works after a restart: each costs a
+ * whole group state in every save (1.3 MiB at 1,000 members, 7 MiB at 5,000), and a fork
+ * older than a restart is rare (forks settle within a relay round trip of the race).
+ */
+const SAVED_TRAIL = 2;
+/** Encodings of group states already made (a state is immutable): each is encoded once. */
+const encodedStates = new WeakMap<ClientState, Uint8Array>();
+
+function encodedState(state: ClientState): Uint8Array {
+  let bytes = encodedStates.get(state);
+  if (bytes === undefined) {
+    bytes = encodeGroupState(state);
+    encodedStates.set(state, bytes);
+  }
+  return bytes;
+}
 /** Handshakes this device applied (by their AEAD tag), remembered to recognise their echoes. */
 const RECENT_HANDSHAKES = 64;
+
+/** The transitions of a saved group (see `SpaceGroup.encode`), their states left encoded. */
+function savedTrail(v: CborValue | undefined): Transition[] {
+  const bad = (what: string): never => {
+    throw new CodecError('wrong-type', `saved group: trail ${what}`);
+  };
+  if (!Array.isArray(v) || v.length > SAVED_TRAIL) return bad('list');
+  const member = (m: CborValue | undefined): GroupMember =>
+    Array.isArray(m) &&
+    m.length === 2 &&
+    m[0] instanceof Uint8Array &&
+    m[0].length === KEY_BYTES &&
+    m[1] instanceof Uint8Array &&
+    m[1].length === KEY_BYTES
+      ? { user: m[0] as UserId, device: m[1] as DeviceId }
+      : bad('member');
+  const members = (list: CborValue | undefined): GroupMember[] =>
+    Array.isArray(list) ? (list as CborValue[]).map(member) : bad('members');
+  return (v as CborValue[]).map((t) => {
+    if (!Array.isArray(t) || t.length !== 7) return bad('entry');
+    const [epoch, hash, base, committer, context, tie, own] = t as CborValue[];
+    if (typeof epoch !== 'number' || !Number.isSafeInteger(epoch) || epoch < 0) return bad('epoch');
+    if (!(hash instanceof Uint8Array) || hash.length !== HASH_BYTES) return bad('commit hash');
+    if (!(base instanceof Uint8Array) || !(context instanceof Uint8Array)) return bad('state');
+    if (!(tie instanceof Uint8Array) || tie.length !== HASH_BYTES) return bad('tie');
+    const transition: Transition = {
+      from: { epoch, commitHash: hash },
+      base,
+      committer: member(committer),
+      context,
+      tie,
+    };
+    if (own === null) return transition;
+    if (!Array.isArray(own) || own.length !== 2) return bad('own change');
+    const [added, removed] = own as CborValue[];
+    return { ...transition, own: { added: members(added), removed: members(removed) } };
+  });
+}
 
 function refOf(state: ClientState): EpochRef {
   const epoch = Number(state.groupContext.epoch);
@@ -754,6 +813,7 @@ export class SpaceGroup {
     if (key === undefined) return stale;
     const opened = await this.openIncoming(h, key);
     if (opened.kind === 'rejected') return opened;
+    if (t.base instanceof Uint8Array) t.base = this.restoredState(t.base);
     const j = await this.judge(opened.msg, t.base, opened.context);
     if (j.kind === 'rejected' || j.kind === 'held') return j;
     if (Number(j.result.newState.groupContext.epoch) === t.from.epoch) return stale; // a late proposal
@@ -882,16 +942,47 @@ export class SpaceGroup {
     return { kind: 'judged' as const, result, committer, proposer, added, removed };
   }
 
-  /** The whole state as bytes, private keys included: the caller encrypts it at rest. */
+  /** A state from its saved encoding, with this group's client configuration. */
+  private restoredState(bytes: Uint8Array): ClientState {
+    let decoded;
+    try {
+      decoded = decodeGroupState(bytes, 0);
+    } catch (e) {
+      throw new CodecError('wrong-type', `saved group: MLS state: ${describe(e)}`);
+    }
+    if (decoded === undefined || decoded[1] !== bytes.length) {
+      throw new CodecError('wrong-type', 'saved group: MLS state');
+    }
+    const state: ClientState = { ...decoded[0], clientConfig: this.state.clientConfig };
+    encodedStates.set(state, bytes);
+    return state;
+  }
+
+  /**
+   * The whole state as bytes, private keys included: the caller encrypts it at rest. With it
+   * the latest transitions ({@link SAVED_TRAIL}), so fork choice survives a restart.
+   */
   encode(): Uint8Array {
+    const member = (m: GroupMember): CborValue => [m.user, m.device];
     const value: CborValue = [
-      1,
+      2,
       this.space,
-      encodeGroupState(this.state),
-      this.history.toCbor(),
+      encodedState(this.state),
+      this.history.toSaved(),
       this.epochStartedMs,
       this.sentInEpoch,
       this.recent.map((k) => Uint8Array.from(k, (c) => c.charCodeAt(0))),
+      this.trail
+        .slice(-SAVED_TRAIL)
+        .map((t) => [
+          t.from.epoch,
+          t.from.commitHash,
+          t.base instanceof Uint8Array ? t.base : encodedState(t.base),
+          member(t.committer),
+          t.context,
+          t.tie,
+          t.own === undefined ? null : [t.own.added.map(member), t.own.removed.map(member)],
+        ]),
     ];
     return encode(value);
   }
@@ -903,9 +994,9 @@ export class SpaceGroup {
    */
   static decode(bytes: Uint8Array, o: GroupContextOptions): SpaceGroup {
     const v = decode(bytes, STATE_LIMITS);
-    if (!Array.isArray(v) || v.length !== 7 || v[0] !== 1)
+    if (!Array.isArray(v) || v.length !== 8 || v[0] !== 2)
       throw new CodecError('wrong-type', 'saved group: header');
-    const [, space, groupState, history, started, sent, recent] = v as CborValue[];
+    const [, space, groupState, history, started, sent, recent, trail] = v as CborValue[];
     if (!(space instanceof Uint8Array) || !(groupState instanceof Uint8Array)) {
       throw new CodecError('wrong-type', 'saved group: fields');
     }
@@ -928,10 +1019,13 @@ export class SpaceGroup {
       if (!(r instanceof Uint8Array)) throw new CodecError('wrong-type', 'saved group: recent');
       return bytesKey(r);
     });
-    return new SpaceGroup(space as SpaceId, state, EpochHistory.fromCbor(history as CborValue), o, {
+    const g = new SpaceGroup(space as SpaceId, state, EpochHistory.fromSaved(history as CborValue), o, {
       ms: started,
       sent,
       recent: keys,
     });
+    encodedStates.set(state, groupState);
+    g.trail.push(...savedTrail(trail));
+    return g;
   }
 }

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encode } from '../protocol/cbor.js';
+import { decode, encode } from '../protocol/cbor.js';
 import { CodecError } from '../protocol/errors.js';
 import type { DeviceId, EpochRef, UserId } from '../protocol/ids.js';
 import { EpochHistory } from './history.js';
@@ -76,6 +76,24 @@ describe('epoch history', () => {
     full.record(ref(6), key(6), ckey(6), [member(1), member(2)]);
     full.prepend(EpochHistory.decode(h.encode(6)));
     expect(full.contentKeyOf(ref(2))).toEqual(ckey(2));
+  });
+
+  it('its saved form keeps what fork choice needs: abandoned epochs, and rewinding after a reload', () => {
+    const h = sample();
+    h.rewindTo(6);
+    h.record(ref(7, 1), key(7, 1), ckey(7, 1), [member(1)]);
+    const back = EpochHistory.fromSaved(decode(encode(h.toSaved())));
+    expect(back.toSaved()).toEqual(h.toSaved());
+    // The abandoned epoch 7 stays readable; the reloaded history rewinds like the original.
+    expect(back.keyOf(ref(7))).toEqual(key(7));
+    expect(back.contentKeyOf(ref(7))).toEqual(ckey(7));
+    expect(back.memberAt(ref(7), member(3).user, member(3).device)).toBe('member');
+    expect(back.rewindTo(5).map((r) => r.epoch)).toEqual(h.rewindTo(5).map((r) => r.epoch));
+    expect(back.toSaved()).toEqual(h.toSaved());
+    // Damaged saves are refused.
+    for (const bad of [[], [h.toCbor(), [[1, [], [new Uint8Array(3)]]], []], [h.toCbor(), [], [[7]]]]) {
+      expect(() => EpochHistory.fromSaved(bad)).toThrow(CodecError);
+    }
   });
 
   it('rewinds abandoned epochs, keeping their keys and members for what was sealed on them', () => {

@@ -8,7 +8,7 @@ import type { MembershipAnswer } from '../ports/keys.js';
 import { type CborValue, type DecodeLimits, decode, encode } from '../protocol/cbor.js';
 import { CodecError } from '../protocol/errors.js';
 import type { DeviceId, EpochRef, UserId } from '../protocol/ids.js';
-import { HASH_BYTES, KEY_BYTES, bytesKey, equalBytes } from '../protocol/ids.js';
+import { HASH_BYTES, KEY_BYTES, bytesKey, equalBytes, keyBytes } from '../protocol/ids.js';
 import { MAX_HISTORY_ENTRIES } from '../protocol/limits.js';
 import type { GroupMember } from './suite.js';
 
@@ -259,6 +259,72 @@ export class EpochHistory {
    */
   static decode(bytes: Uint8Array): EpochHistory {
     return EpochHistory.fromCbor(decode(bytes, HISTORY_LIMITS));
+  }
+
+  /**
+   * Everything this history holds, for the device's own save: {@link toCbor} plus what fork
+   * choice needs after a restart (the undo records of recent epochs, and the keys and members
+   * of abandoned ones). Never sent to anyone.
+   */
+  toSaved(): CborValue {
+    return [
+      this.toCbor(),
+      this.undo.map((u) => [u.epoch, u.opened.map(keyBytes), u.closed.map(keyBytes)]),
+      [...this.forked.values()].map(({ entry, members }) => [
+        entry.ref.epoch,
+        entry.ref.commitHash,
+        entry.key,
+        entry.content ?? null,
+        [...members].map(([device, user]) => [keyBytes(device), user]),
+      ]),
+    ];
+  }
+
+  /**
+   * A history from {@link toSaved}.
+   *
+   * @throws CodecError for malformed input (a corrupt save).
+   */
+  static fromSaved(v: CborValue): EpochHistory {
+    const bad = (what: string): never => {
+      throw new CodecError('wrong-type', `saved epoch history: ${what}`);
+    };
+    if (!Array.isArray(v) || v.length !== 3) return bad('not a triple');
+    const [base, undo, forked] = v as CborValue[];
+    const h = EpochHistory.fromCbor(base as CborValue);
+    if (!Array.isArray(undo) || !Array.isArray(forked)) return bad('not lists');
+    const keys = (list: CborValue | undefined): string[] => {
+      if (!Array.isArray(list)) return bad('undo keys');
+      return (list as CborValue[]).map((k) =>
+        k instanceof Uint8Array && k.length === KEY_BYTES ? bytesKey(k) : bad('undo key'),
+      );
+    };
+    for (const u of undo as CborValue[]) {
+      if (!Array.isArray(u) || u.length !== 3) return bad('undo entry');
+      const [epoch, opened, closed] = u as CborValue[];
+      if (typeof epoch !== 'number') return bad('undo epoch');
+      h.undo.push({ epoch, opened: keys(opened), closed: keys(closed) });
+    }
+    if (h.undo.length > UNDO_WINDOW) return bad('undo window');
+    for (const f of forked as CborValue[]) {
+      if (!Array.isArray(f) || f.length !== 5) return bad('forked entry');
+      const [n, hash, key, content, members] = f as CborValue[];
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) return bad('forked epoch');
+      if (!(hash instanceof Uint8Array) || hash.length !== HASH_BYTES) return bad('forked hash');
+      if (!(key instanceof Uint8Array) || key.length !== KEY_BYTES) return bad('forked key');
+      if (content !== null && (!(content instanceof Uint8Array) || content.length !== KEY_BYTES))
+        return bad('forked content key');
+      if (!Array.isArray(members)) return bad('forked members');
+      const map = new Map<string, UserId>();
+      for (const m of members as CborValue[]) {
+        if (!Array.isArray(m) || !(m[0] instanceof Uint8Array) || !(m[1] instanceof Uint8Array))
+          return bad('forked member');
+        map.set(bytesKey(m[0]), m[1] as UserId);
+      }
+      const ref = { epoch: n, commitHash: hash };
+      h.forked.set(forkKey(ref), { entry: { ref, key, content: content ?? undefined }, members: map });
+    }
+    return h;
   }
 
   static fromCbor(v: CborValue): EpochHistory {
