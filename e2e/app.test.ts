@@ -303,6 +303,28 @@ describe('the app', () => {
       await expect
         .poll(() => messages(a).allTextContents())
         .toEqual(['hello from Alice, edited', 'hi Alice']);
+
+      // Bob leaves the Space (after a confirmation): gone from his list.
+      b.on('dialog', (d) => void d.accept());
+      await b.getByRole('button', { name: 'Leave space' }).click();
+      await expect
+        .poll(() => spacesNav(b).getByRole('button', { name: /^Club/ }).count(), { timeout: 60_000 })
+        .toBe(0);
+      // Once an admin's device (Alice's) committed his leaving, he is not a member any more.
+      const bobInAlicesList = async () => {
+        await a.getByRole('button', { name: 'Members' }).click();
+        return a
+          .getByRole('complementary', { name: 'Member list' })
+          .getByRole('listitem', { name: 'Bob' })
+          .count();
+      };
+      await expect.poll(bobInAlicesList, { timeout: 60_000 }).toBe(0);
+      expect(
+        await a
+          .getByRole('complementary', { name: 'Member list' })
+          .getByRole('listitem', { name: 'Alice' })
+          .count(),
+      ).toBe(1);
     } finally {
       await alice.close();
       await bob.close();

@@ -33,8 +33,6 @@ export type ErrorCode =
   | 'invalid'
   /** No relay reachable for something that needs one (kick, ban, join, attachments). */
   | 'offline'
-  /** Not supported yet (hiding history from new members). */
-  | 'unsupported'
   /** `importBackup`: wrong passphrase, or a damaged backup. */
   | 'wrong-passphrase'
   /** `importBackup`: not a Conclave backup. */
@@ -111,6 +109,11 @@ export interface TimelineQuery {
   readonly before?: string;
   /** This post and every later one (the newest `limit` when there are more). */
   readonly from?: string;
+  /**
+   * The posts after this one, at most `limit` (the first ones): what arrived since the newest
+   * post on screen. `total` tells whether any landed before it (then read the window again).
+   */
+  readonly after?: string;
   /** Posts at most: 1 to 500. */
   readonly limit: number;
 }
@@ -160,14 +163,19 @@ export interface SyncItem {
 export type WriteStatus = 'sent' | 'queued';
 
 export type LiveEvent =
-  /** Something in the Space changed (an op was accepted): re-read what is on screen. */
-  | { readonly kind: 'changed'; readonly spaceId: string }
+  /**
+   * Something in the Space changed (an op was accepted): re-read what is on screen. `op` is the
+   * op's kind (`CreatePost`: a new post, which `timeline` with `after` fetches alone).
+   */
+  | { readonly kind: 'changed'; readonly spaceId: string; readonly op: string }
   /** The connections or the outbox changed. */
   | { readonly kind: 'network'; readonly network: NetworkItem }
   | { readonly kind: 'joined'; readonly spaceId: string }
   | { readonly kind: 'join-refused'; readonly spaceId: string; readonly reason: string }
   /** This device was removed from the Space. */
   | { readonly kind: 'removed'; readonly spaceId: string }
+  /** This device left the Space (`leave`, in any tab): it is gone from the list. */
+  | { readonly kind: 'left'; readonly spaceId: string }
   /** A channel of the Space was read (in any tab): unread counts changed. */
   | { readonly kind: 'read'; readonly spaceId: string }
   /** A join request was handled by this device (as an admin or moderator online). */
@@ -205,6 +213,12 @@ export interface ConclaveApi {
   spaces(): Promise<Result<SpaceItem[]>>;
   space(spaceId: string): Promise<Result<SpaceInfo>>;
   createSpace(name: string): Promise<Result<{ spaceId: string; status: WriteStatus }>>;
+  /**
+   * Leaves a Space: this device asks to be removed (a moderator or admin online commits it),
+   * stops following it and forgets it. Refused (`refused`) for the Space's creator; needs a
+   * relay (`offline`).
+   */
+  leave(spaceId: string): Promise<Result<{ spaceId: string }>>;
   /** Asks to join by invite link (`conclave://join/…` or `https://…#join=…`), waiting up to `waitMs`. */
   join(link: string, waitMs: number): Promise<Result<{ spaceId: string; status: 'joined' | 'pending' }>>;
   createInvite(
@@ -282,9 +296,10 @@ export interface ConclaveApi {
    * The app is back (visible, resumed, or online again): reconnects to the relays at once when
    * no link survived, pulls every Space's mailbox until caught up, flushes the outbox. Answers
    * how many ops arrived, whether a relay was reached, and the arrived posts that call for this
-   * person (a mention of their name, a reply to their post: notify.ts).
+   * person (a mention of their name, a reply to their post: notify.ts). `online`: whether the
+   * page's browser is online now (its `setOnline` call for the same event may come after this).
    */
-  resume(): Promise<
-    Result<{ online: boolean; accepted: number; outboxLeft: number; notices: readonly Notice[] }>
-  >;
+  resume(
+    online: boolean,
+  ): Promise<Result<{ online: boolean; accepted: number; outboxLeft: number; notices: readonly Notice[] }>>;
 }

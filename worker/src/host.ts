@@ -42,7 +42,7 @@ import {
   timeText,
 } from '../../shared/src/peer/views.js';
 import type { ChannelId, PostId, SpaceId, ThreadId, UserId } from '../../shared/src/protocol/index.js';
-import { equalBytes } from '../../shared/src/protocol/ids.js';
+import { bytesKey, equalBytes } from '../../shared/src/protocol/ids.js';
 import { fromMultibase } from '../../shared/src/protocol/multibase.js';
 import type {
   ApiError,
@@ -104,7 +104,6 @@ function asError(e: unknown): { ok: false; error: ApiError } {
       invite: 'invite',
       invalid: 'invalid',
       offline: 'offline',
-      unsupported: 'unsupported',
     };
     return fail(map[e.code], e.message);
   }
@@ -137,8 +136,11 @@ interface ReadMark {
 interface PostIndex {
   readonly state: SpaceState;
   readonly size: number;
-  readonly posts: readonly PostView[];
+  /** By `channel/*` (all of a channel), `channel/-` (a chat's top level), `channel/thread`. */
+  readonly lists: ReadonlyMap<string, readonly PostView[]>;
 }
+
+const NO_POSTS: readonly PostView[] = [];
 
 function idOf<T extends Uint8Array>(text: string, bytes: number, what: string): T {
   const b = text.length <= 64 ? fromMultibase(text) : undefined;
@@ -265,7 +267,7 @@ export class Host implements ConclaveApi {
   private onPeerEvent(e: PeerEvent): void {
     switch (e.kind) {
       case 'accepted':
-        this.emit({ kind: 'changed', spaceId: idText(e.space) });
+        this.emit({ kind: 'changed', spaceId: idText(e.space), op: e.op });
         break;
       case 'joined':
         this.emit({ kind: 'joined', spaceId: idText(e.space) });
@@ -313,13 +315,27 @@ export class Host implements ConclaveApi {
     state: SpaceState,
     channel: ChannelId,
     thread: ThreadId | null | undefined,
-  ): PostIndex {
-    const key = `${idText(space)}/${idText(channel)}/${thread === undefined ? '*' : thread === null ? '-' : idText(thread)}`;
-    const had = this.indexes.get(key);
-    if (had !== undefined && had.state === state && had.size === state.size) return had;
-    const made = { state, size: state.size, posts: state.postsIn(channel, thread, true) };
-    this.indexes.set(key, made);
-    return made;
+  ): { posts: readonly PostView[] } {
+    const spaceKey = idText(space);
+    let idx = this.indexes.get(spaceKey);
+    if (idx === undefined || idx.state !== state || idx.size !== state.size) {
+      // One pass over the Space's posts for every channel and thread at once.
+      const lists = new Map<string, PostView[]>();
+      const add = (k: string, p: PostView) => {
+        const l = lists.get(k);
+        if (l === undefined) lists.set(k, [p]);
+        else l.push(p);
+      };
+      for (const p of state.allPosts()) {
+        const ch = bytesKey(p.channel);
+        add(`${ch}/*`, p);
+        add(`${ch}/${p.thread === null ? '-' : bytesKey(p.thread)}`, p);
+      }
+      idx = { state, size: state.size, lists };
+      this.indexes.set(spaceKey, idx);
+    }
+    const key = `${bytesKey(channel)}/${thread === undefined ? '*' : thread === null ? '-' : bytesKey(thread)}`;
+    return { posts: idx.lists.get(key) ?? NO_POSTS };
   }
 
   private async readMarks(spaceId: string): Promise<Record<string, ReadMark>> {
@@ -544,6 +560,16 @@ export class Host implements ConclaveApi {
     });
   }
 
+  leave(spaceId: string) {
+    return run(async () => {
+      await (await this.need()).leave(idOf<SpaceId>(spaceId, 16, 'Space'));
+      this.reads.delete(spaceId);
+      this.indexes.delete(spaceId);
+      this.emit({ kind: 'left', spaceId });
+      return { spaceId };
+    });
+  }
+
   createInvite(
     spaceId: string,
     o: { role: 'member' | 'moderator'; expiresInMs: number; maxUses: number; webOrigin?: string },
@@ -608,6 +634,10 @@ export class Host implements ConclaveApi {
       if (q.before !== undefined) {
         hi = find(q.before);
         lo = takeBack(hi);
+      } else if (q.after !== undefined) {
+        lo = find(q.after) + 1;
+        hi = lo;
+        for (let n = 0; hi < all.length && n < q.limit; hi++) if (!(all[hi] as PostView).deleted) n++;
       } else if (q.from !== undefined) {
         hi = all.length;
         lo = Math.max(find(q.from), takeBack(hi));
@@ -886,11 +916,13 @@ export class Host implements ConclaveApi {
     });
   }
 
-  resume() {
+  resume(browserOnline: boolean) {
     return run(async () => {
+      // Back online: the page's own `setOnline(true)` for this event may come after this call.
+      if (browserOnline && this.browserOffline) await this.setOnline(true);
       let peer = await this.open();
-      // The browser says it is offline: nothing to reach; `setOnline(true)` starts over.
-      if (peer === undefined || this.browserOffline || (await this.relays()).length === 0)
+      // The browser is offline: nothing to reach; `setOnline(true)` starts over when it is back.
+      if (peer === undefined || !browserOnline || this.browserOffline || (await this.relays()).length === 0)
         return { online: false, accepted: 0, outboxLeft: peer?.network.outbox ?? 0, notices: [] };
       const before = this.awayFrom ?? postKeys(peer);
       this.awayFrom = undefined;
