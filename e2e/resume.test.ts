@@ -3,7 +3,9 @@
  * app is hidden (page visibility emulated) and its network cut — every connection to the relay
  * killed through a proxy, and the browser set offline — while another person posts 200
  * messages; visible and online again, it shows "Catching up", then all 200 in order, and the
- * indicator goes. A message typed just before the app was hidden reaches the other person.
+ * indicator goes. A message typed just before the app was hidden reaches the other person; a
+ * reply to Alice and a mention of her among the missed ones, taken in while she does not look
+ * (online again, still hidden), become notifications, and nothing more once she looks.
  * With the SharedWorker host; as in the Android app (Capacitor's platform emulated: the
  * dedicated worker with its Web Locks election, though this Chromium has SharedWorker); and in a
  * browser without SharedWorker (the dedicated worker again, by feature detection).
@@ -17,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHROMIUM, CHROMIUM_ARGS, launchChromium } from '../scripts/chromium.js';
 import { type SpawnedRelay, spawnRelay, tempDir } from '../relay/src/testing/spawn.js';
 import { type NetCut, netCut, viaProxy } from './netcut.js';
+import type { PostId } from '../shared/src/protocol/index.js';
 import { type NodePerson, joinAsNodePerson } from './node-peer.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -65,6 +68,18 @@ async function profile(host: HostCase = 'shared'): Promise<{ context: BrowserCon
   // Capacitor's Android bridge, as the native app injects it: the app sees platform `android`.
   if (host === 'android') await context.addInitScript(() => Object.assign(window, { androidBridge: {} }));
   if (host === 'fallback') await context.addInitScript(() => Reflect.deleteProperty(window, 'SharedWorker'));
+  // The browser's notifications, allowed, and recorded as the system would show them.
+  await context.addInitScript(() => {
+    const shown: string[] = [];
+    // Called with `new` by the app: a plain function is a constructor.
+    function Notification(title: string, options?: { body?: string }): void {
+      shown.push(`${title}: ${options?.body ?? ''}`);
+    }
+    Object.assign(window, {
+      shownNotifications: shown,
+      Notification: Object.assign(Notification, { permission: 'granted' }),
+    });
+  });
   const page = await context.newPage();
   await page.goto(`${relay.httpUrl}/`);
   return { context, page };
@@ -108,6 +123,9 @@ async function recordCatchingUp(page: Page): Promise<void> {
   });
 }
 
+const notifications = (page: Page) =>
+  page.evaluate(() => [...(window as unknown as { shownNotifications: string[] }).shownNotifications]);
+
 const catchingUpSeen = (page: Page) =>
   page.evaluate(() => (window as unknown as { catchingUpSeen: { shown: boolean } }).catchingUpSeen.shown);
 
@@ -130,6 +148,13 @@ async function survivesSuspension(host: HostCase, space: string): Promise<void> 
     const b = bob;
     await b.peer.post(b.space, b.channel, 'hello Alice');
     await expect.poll(() => texts(page)).toEqual(['hello Alice']);
+    await page.getByLabel('Message', { exact: true }).fill('hi Bob');
+    await page.getByLabel('Message', { exact: true }).press('Enter');
+    await expect.poll(() => b.texts()).toContain('hi Bob');
+    const hiBob = b.peer
+      .state(b.space)
+      .postsIn(b.channel, null)
+      .find((p) => p.text === 'hi Bob')?.postId as PostId;
 
     // Typed just before the app goes to the background, whose network then dies.
     await page.getByLabel('Message', { exact: true }).fill('typed before hiding');
@@ -141,13 +166,26 @@ async function survivesSuspension(host: HostCase, space: string): Promise<void> 
       .poll(async () => (await page.getByRole('status').first().textContent()) ?? '')
       .toContain('Offline');
 
+    // Among what Alice misses: a reply to her, and a mention of her.
+    await b.peer.post(b.space, b.channel, 'sure, Alice', { reply: hiBob });
     for (let i = 0; i < MISSED; i++) await b.peer.post(b.space, b.channel, `missed ${i}`);
+    await b.peer.post(b.space, b.channel, '@alice look at this');
     await b.sent();
     expect((await texts(page)).filter((t) => t.startsWith('missed '))).toEqual([]);
 
     await recordCatchingUp(page);
     proxy.restore();
     await context.setOffline(false);
+    // Online again while still hidden: the catch-up notifies the reply and the mention (the
+    // browser's notifications; in the Android app, Local Notifications, which need the native side).
+    if (host !== 'android') {
+      await expect
+        .poll(() => notifications(page), { timeout: 90_000 })
+        .toEqual([
+          `Bob replied to you in ${space}: sure, Alice`,
+          `Bob mentioned you in ${space}: @alice look at this`,
+        ]);
+    }
     await setVisible(page, true);
 
     const expected = Array.from({ length: MISSED }, (_, i) => `missed ${i}`);
@@ -158,6 +196,8 @@ async function survivesSuspension(host: HostCase, space: string): Promise<void> 
     await expect.poll(() => page.getByRole('status').filter({ hasText: 'Catching up' }).count()).toBe(0);
     await expect.poll(() => b.texts(), { timeout: 60_000 }).toContain('typed before hiding');
     expect(b.texts().indexOf('typed before hiding')).toBeLessThan(b.texts().indexOf('missed 0'));
+    // Seen again: nothing more was notified.
+    expect(await notifications(page)).toHaveLength(host === 'android' ? 0 : 2);
   } finally {
     await bob?.close();
     await context.close();

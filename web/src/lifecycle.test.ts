@@ -15,8 +15,8 @@ function fakeApi() {
       calls.push('suspend');
       return Promise.resolve({ ok: true, value: { outboxLeft: 0 } });
     },
-    resume: () => {
-      calls.push('resume');
+    resume: (online) => {
+      calls.push(online ? 'resume' : 'resume offline');
       running++;
       maxRunning = Math.max(maxRunning, running);
       return new Promise((resolve, reject) => {
@@ -113,6 +113,25 @@ describe('Lifecycle', () => {
     await w.finish({ online: true, accepted: 3, outboxLeft: 0, notices: [mention] });
     await expect.poll(() => lc.catchingUp).toBe(false);
     expect(shown).toHaveLength(1);
+  });
+
+  it('tells the worker whether the browser is online', async () => {
+    const w = fakeApi();
+    const s = fakeSignals();
+    let online = false;
+    const lc = new Lifecycle(
+      w.api,
+      () => Promise.resolve(),
+      () => online,
+    ).start(s.signals);
+    s.emit('back');
+    await w.finish();
+    await expect.poll(() => lc.catchingUp).toBe(false);
+    online = true;
+    s.emit('online');
+    await w.finish();
+    await expect.poll(() => lc.catchingUp).toBe(false);
+    expect(w.calls).toEqual(['resume offline', 'resume']);
   });
 
   it('a catch-up that fails still ends "catching up"', async () => {

@@ -19,9 +19,9 @@ import { type Notice, type Shown, toShow } from '../../worker/src/notify.js';
 /** The part of the worker's API the lifecycle calls. */
 export interface LifecycleApi {
   suspend(): Promise<Result<{ outboxLeft: number }>>;
-  resume(): Promise<
-    Result<{ online: boolean; accepted: number; outboxLeft: number; notices: readonly Notice[] }>
-  >;
+  resume(
+    online: boolean,
+  ): Promise<Result<{ online: boolean; accepted: number; outboxLeft: number; notices: readonly Notice[] }>>;
 }
 
 /** `away`: hidden or paused; `back`: visible or resumed; `online`: the network returned. */
@@ -45,9 +45,11 @@ export class Lifecycle {
   private readonly watchers = new Set<(catchingUp: boolean) => void>();
   private readonly stops: (() => void)[] = [];
 
+  /** `online`: whether the browser is online now (`navigator.onLine`). */
   constructor(
     private readonly api: LifecycleApi,
     private readonly notify: Notifier,
+    private readonly online: () => boolean = () => true,
   ) {}
 
   /** Follows `signals` until `stop`; the app is seen when every source says so. */
@@ -96,7 +98,7 @@ export class Lifecycle {
       try {
         do {
           this.again = false;
-          const r = await this.api.resume().catch(() => undefined);
+          const r = await this.api.resume(this.online()).catch(() => undefined);
           if (r?.ok === true) {
             const shown = toShow(r.value.notices, seen());
             if (shown.length > 0) await this.notify(shown).catch(() => undefined);

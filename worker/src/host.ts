@@ -60,7 +60,7 @@ import type {
 } from './api.js';
 import { loadSecrets, saveSecrets } from './keystore.js';
 import { notable } from './notify.js';
-import { RESUME_DIAL_MS, arrivedSince, postKeys, whenConnected } from './resume.js';
+import { RESUME_DIAL_MS, arrivedSince, postKeys, settled, whenConnected } from './resume.js';
 
 const DB_NAME = 'conclave';
 const RELAYS_META = 'host/relays';
@@ -937,6 +937,7 @@ export class Host implements ConclaveApi {
         await whenConnected(peer, RESUME_DIAL_MS);
       }
       const online = await peer.catchUp();
+      if (online) await settled(peer);
       const outboxLeft = online ? await peer.pool.flush() : peer.network.outbox;
       const { arrived, names } = arrivedSince(peer, before);
       return {

@@ -73,3 +73,25 @@ export function whenConnected(peer: Peer, timeoutMs: number): Promise<boolean> {
     });
   });
 }
+
+/** Milliseconds without a new post after which a catch-up counts as settled. */
+export const SETTLE_QUIET_MS = 500;
+/** Milliseconds a catch-up waits at most for that quiet. */
+export const SETTLE_MAX_MS = 10_000;
+
+/**
+ * Resolves once no post arrived for `SETTLE_QUIET_MS` (or after `SETTLE_MAX_MS`): what the relays
+ * delivered right at the end of a catch-up is in before `resume` says what arrived.
+ */
+export async function settled(peer: Peer): Promise<void> {
+  const count = () => peer.spaces().reduce((n, s) => n + peer.state(s.spaceId).allPosts().length, 0);
+  const step = SETTLE_QUIET_MS / 2;
+  let last = count();
+  let quiet = 0;
+  for (let waited = 0; quiet < SETTLE_QUIET_MS && waited < SETTLE_MAX_MS; waited += step) {
+    await new Promise((r) => setTimeout(r, step));
+    const now = count();
+    quiet = now === last ? quiet + step : 0;
+    last = now;
+  }
+}
