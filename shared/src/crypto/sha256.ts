@@ -16,3 +16,14 @@ export function sha256(data: Uint8Array): Uint8Array {
 export function topicId(space: SpaceId): TopicId {
   return sha256(concatBytes(TOPIC_DOMAIN, space)) as TopicId;
 }
+
+const HANDSHAKE_DOMAIN = new TextEncoder().encode('conclave/handshakes');
+
+/**
+ * Where a Space's MLS commits and proposals go: SHA-256(utf8("conclave/handshakes") ‖ space),
+ * apart from its ops, so a member catching up on membership reads only handshakes (and the
+ * relays' first-commit-per-epoch rule sees only them).
+ */
+export function handshakeTopicId(space: SpaceId): TopicId {
+  return sha256(concatBytes(HANDSHAKE_DOMAIN, space)) as TopicId;
+}

@@ -33,7 +33,7 @@ import type { DeviceId, EpochRef, SpaceId, TopicId, UserId } from '../protocol/i
 import { HASH_BYTES, KEY_BYTES, bytesKey, compareBytes, equalBytes } from '../protocol/ids.js';
 import { MAX_MLS_MESSAGE_BYTES, MLS_RETAIN_EPOCHS } from '../protocol/limits.js';
 import { NONCE_BYTES } from '../protocol/seal.js';
-import { sha256, topicId } from '../crypto/sha256.js';
+import { handshakeTopicId, sha256 } from '../crypto/sha256.js';
 import { type Handshake, decodeHandshake, openHandshake, sealHandshake } from './envelope.js';
 import { EpochHistory } from './history.js';
 import {
@@ -345,7 +345,7 @@ export class SpaceGroup {
     private readonly o: GroupContextOptions,
     started: { ms: number; sent: number; recent: string[] },
   ) {
-    this.topic = topicId(space);
+    this.topic = handshakeTopicId(space);
     this.state = state;
     this.history = history;
     this.epochStartedMs = started.ms;

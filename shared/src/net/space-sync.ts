@@ -16,8 +16,6 @@ export const ACCEPT_WINDOW = 256;
 export interface SpaceSyncOptions {
   readonly pool: RelayPool;
   readonly topic: TopicId;
-  /** An MLS handshake (commit, proposal) that arrived on the Space's mailbox. */
-  readonly onHandshake?: (message: Uint8Array) => void | Promise<void>;
   /** Every pipeline outcome of a received op (for status and tests). */
   readonly onOutcome?: (outcome: AcceptOutcome) => void;
   /** Every connected relay delivered its backlog of the Space's mailbox (again after each reconnect). */
@@ -66,13 +64,10 @@ export class SpaceSync {
     this.following = this.o.pool.follow(this.o.topic, {
       replay: ACCEPT_WINDOW,
       onMessage: async (message) => {
-        if (isSealedOp(message, this.o.topic)) {
-          this.inFlight.push(this.accept(message));
-          if (this.inFlight.length >= ACCEPT_WINDOW) await this.inFlight.shift();
-        } else {
-          await this.idle();
-          await this.o.onHandshake?.(message);
-        }
+        // Anything else on the topic is no op of this Space (handshakes have their own address).
+        if (!isSealedOp(message, this.o.topic)) return;
+        this.inFlight.push(this.accept(message));
+        if (this.inFlight.length >= ACCEPT_WINDOW) await this.inFlight.shift();
       },
       onError: (e) => this.o.onError?.(e),
       ...(this.o.onCaughtUp === undefined ? {} : { onCaughtUp: this.o.onCaughtUp }),

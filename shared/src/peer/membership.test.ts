@@ -3,11 +3,13 @@
  * members (`sinceJoin`), and leaving a Space.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { handshakeTopicId, topicId } from '../crypto/sha256.js';
+import { decodeHandshake } from '../mls/envelope.js';
 import { parseInviteLink } from '../mls/invite.js';
 import { MemoryRelay } from '../net/memory.js';
 import type { InviteLink } from '../mls/invite.js';
 import type { Peer } from './peer.js';
-import type { SpaceId } from '../protocol/index.js';
+import { type SpaceId, decodeSealed } from '../protocol/index.js';
 import { closeAll, peerOf, person } from './peer.testkit.js';
 
 const relay = new MemoryRelay('relay-history');
@@ -120,5 +122,42 @@ describe('leaving a Space', () => {
 
     await expect(a.leave(spaceId)).rejects.toMatchObject({ code: 'refused' });
     expect(a.spaces().map((s) => s.status)).toEqual(['member']);
+  });
+});
+
+describe('membership changes arrive live', () => {
+  it('a member who is only online (no sync) sees a kick and a join as they happen, and commits and ops travel apart', async () => {
+    const [alice, bob, carol] = await Promise.all(['Alice', 'Bob', 'Carol'].map((n) => person(n, [relay])));
+    if (alice === undefined || bob === undefined || carol === undefined) throw new Error('no people');
+    const a = await peerOf(alice, relays);
+    await a.goOnline();
+    const { spaceId } = await a.createSpace('Live');
+    const { channelId } = await a.createChannel(spaceId, 'general', 'chat');
+    const link = await inviteLink(a, spaceId);
+    const b = await peerOf(bob, relays);
+    await joined(b, a, link);
+    const names = () =>
+      b
+        .members(spaceId)
+        .filter((m) => m.status === 'member')
+        .map((m) => m.name)
+        .sort();
+    expect(names()).toEqual(['Alice', 'Bob']);
+    // Carol joins (Alice admits); Bob only stays online.
+    const c = await peerOf(carol, relays);
+    await joined(c, a, link);
+    await expect.poll(names, { timeout: 10_000 }).toEqual(['Alice', 'Bob', 'Carol']);
+    await c.post(spaceId, channelId, 'hello from Carol');
+    await expect.poll(() => texts(b, spaceId, channelId), { timeout: 10_000 }).toEqual(['hello from Carol']);
+    await a.remove(spaceId, c.userId, { ban: false });
+    await expect.poll(names, { timeout: 10_000 }).toEqual(['Alice', 'Bob']);
+    expect(b.members(spaceId).find((m) => m.name === 'Carol')?.status).toBe('removed');
+    // Commits and ops travel apart: catching up on membership reads no op, and the other way.
+    const ops = relay.messages(topicId(spaceId));
+    const handshakes = relay.messages(handshakeTopicId(spaceId));
+    expect(ops.length).toBeGreaterThan(5);
+    expect(handshakes.length).toBeGreaterThanOrEqual(3);
+    for (const m of ops) expect(decodeSealed(m).topic).toEqual(topicId(spaceId));
+    for (const m of handshakes) expect(decodeHandshake(m).topic).toEqual(handshakeTopicId(spaceId));
   });
 });

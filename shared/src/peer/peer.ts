@@ -15,7 +15,7 @@ import type { AcceptOutcome, AcceptedEvent } from '../core/replica.js';
 import { SpaceReplica } from '../core/replica.js';
 import { type AuditEntry, SpaceState } from '../core/state.js';
 import { verifyAuditBundle } from '../core/audit.js';
-import { topicId } from '../crypto/sha256.js';
+import { handshakeTopicId, topicId } from '../crypto/sha256.js';
 import { MlsDevice } from '../mls/device.js';
 import {
   type AdmissionReport,
@@ -165,6 +165,16 @@ interface Host {
   readonly ctx: PeerContext;
   readonly sync: SpaceSync;
   following: Follow | undefined;
+  /** The live follow of the Space's handshake address (commits and proposals). */
+  handshakes: Follow | undefined;
+  /** The MLS follow that handshakes bring: not running, running, or to run again when done. */
+  mlsFollow: 'idle' | 'running' | 'again';
+  /**
+   * A commit waits for ops its committer had (they travel apart from handshakes): the follow
+   * runs again as ops arrive, at most every {@link HELD_RETRY_MS}.
+   */
+  mlsHeld: boolean;
+  heldRetry: ReturnType<typeof setTimeout> | undefined;
   /** Own ops on their way into the outbox. */
   readonly sending: Set<Promise<WriteStatus>>;
   /** The status of each own op handed to the outbox (for the write that made it). */
@@ -174,6 +184,8 @@ interface Host {
 }
 
 const JOINS_META = 'peer/joins';
+/** Milliseconds between retries of a commit that waits for ops (see `Host.mlsHeld`). */
+const HELD_RETRY_MS = 200;
 const EMPTY_STATE = new SpaceState();
 /** Milliseconds a sync waits for the relays to deliver a Space's backlog. */
 export const CATCH_UP_TIMEOUT_MS = 60_000;
@@ -567,6 +579,8 @@ export class Peer {
     const h = this.hosts.get(bytesKey(space));
     if (h === undefined) return;
     this.hosts.delete(bytesKey(space));
+    clearTimeout(h.heldRetry);
+    await h.handshakes?.close();
     await h.sync.stop();
   }
 
@@ -869,8 +883,8 @@ export class Peer {
 
   /** Resolves once every connected relay delivered the Space's backlog and the pipeline took it. */
   private async caughtUp(h: Host, timeoutMs = CATCH_UP_TIMEOUT_MS): Promise<void> {
-    h.following ??= h.sync.start(h.replica);
-    if (!h.following.live) {
+    const following = this.startFollowing(h) ?? (h.following = h.sync.start(h.replica));
+    if (!following.live) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const live = new Promise<boolean>((resolve) => {
         h.caughtUpWaiters.push(() => {
@@ -918,21 +932,6 @@ export class Peer {
     const sync = new SpaceSync({
       pool: this.pool,
       topic,
-      onHandshake: async () => {
-        const h = ref.host;
-        if (h === undefined || this.device.group(space) === undefined) return;
-        const outcomes = await this.mls(h, () => follow(h.ctx));
-        for (const o of outcomes) {
-          if (o.kind === 'removed-self') this.emit({ kind: 'removed', space });
-          else if (o.kind === 'applied' || o.kind === 'switched')
-            this.emit({
-              kind: 'membership',
-              space,
-              outcome: o.kind,
-              epoch: this.device.group(space)?.epoch.epoch ?? 0,
-            });
-        }
-      },
       onOutcome: (o: AcceptOutcome) => {
         if (o.kind === 'rejected') {
           this.counts.rejected++;
@@ -941,6 +940,7 @@ export class Peer {
       },
       onCaughtUp: () => {
         for (const w of ref.host?.caughtUpWaiters.splice(0) ?? []) w();
+        if (ref.host !== undefined) this.retryHeldCommit(ref.host);
       },
       onError: (e) => {
         this.emit({ kind: 'error', space, message: String(e) });
@@ -976,6 +976,10 @@ export class Peer {
         clock: this.o.clock,
       },
       following: undefined,
+      handshakes: undefined,
+      mlsFollow: 'idle',
+      mlsHeld: false,
+      heldRetry: undefined,
       sending: new Set(),
       statusOf: new Map(),
       caughtUpWaiters: [],
@@ -986,9 +990,67 @@ export class Peer {
     return host;
   }
 
-  private startFollowing(h: Host): void {
-    if (this.device.group(h.space) === undefined || h.following !== undefined) return;
-    h.following = h.sync.start(h.replica);
+  /** Follows the Space's ops and its handshakes, once this device is in its group. */
+  private startFollowing(h: Host): Follow | undefined {
+    if (this.device.group(h.space) === undefined) return h.following;
+    h.following ??= h.sync.start(h.replica);
+    h.handshakes ??= this.pool.follow(handshakeTopicId(h.space), {
+      onMessage: () => {
+        this.handshakeArrived(h);
+      },
+      onError: (e) => {
+        this.emit({ kind: 'error', space: h.space, message: String(e) });
+      },
+    });
+    return h.following;
+  }
+
+  /** Runs the MLS follow again soon when a commit waits for ops (one timer at a time). */
+  private retryHeldCommit(h: Host): void {
+    if (!h.mlsHeld || h.heldRetry !== undefined || this.closed) return;
+    h.heldRetry = setTimeout(() => {
+      h.heldRetry = undefined;
+      this.handshakeArrived(h);
+    }, HELD_RETRY_MS);
+  }
+
+  /**
+   * A commit or proposal arrived on the Space's handshake address: the MLS follow reads and
+   * applies what is new. Arrivals while it runs make it run once more, not once each (a replayed
+   * backlog of handshakes is read in one go).
+   */
+  private handshakeArrived(h: Host): void {
+    if (h.mlsFollow !== 'idle') {
+      h.mlsFollow = 'again';
+      return;
+    }
+    h.mlsFollow = 'running';
+    void (async () => {
+      for (;;) {
+        await h.sync.idle();
+        if (this.device.group(h.space) !== undefined) {
+          try {
+            const outcomes = await this.mls(h, () => follow(h.ctx));
+            h.mlsHeld = outcomes.some((o) => o.kind === 'held');
+            for (const o of outcomes) {
+              if (o.kind === 'removed-self') this.emit({ kind: 'removed', space: h.space });
+              else if (o.kind === 'applied' || o.kind === 'switched')
+                this.emit({
+                  kind: 'membership',
+                  space: h.space,
+                  outcome: o.kind,
+                  epoch: this.device.group(h.space)?.epoch.epoch ?? 0,
+                });
+            }
+          } catch (e) {
+            this.emit({ kind: 'error', space: h.space, message: String(e) });
+          }
+        }
+        if (h.mlsFollow === 'running') break;
+        h.mlsFollow = 'running';
+      }
+      h.mlsFollow = 'idle';
+    })();
   }
 
   private accepted(h: Host, ev: AcceptedEvent): void {
@@ -996,6 +1058,7 @@ export class Peer {
     this.emit({ kind: 'accepted', space: h.space, op: ev.op.kind, opId: ev.opId, own });
     if (!own) {
       this.counts.accepted++;
+      this.retryHeldCommit(h);
       return;
     }
     // Own op: into the outbox (persisted there before `send` resolves), then to the relays.
@@ -1026,6 +1089,8 @@ export class Peer {
     this.closed = true;
     for (const h of this.hosts.values()) {
       await this.settled(h);
+      clearTimeout(h.heldRetry);
+      await h.handshakes?.close();
       await h.sync.stop();
     }
     for (const w of this.watched.values()) await w.close();
