@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SpawnedRelay, spawnRelay, tempDir } from '../../relay/src/testing/spawn.js';
-import { type CliRun, conclave } from './testing/cli.js';
+import { conclave, okJson } from './testing/cli.js';
 
 interface Post {
   postId: string;
@@ -31,10 +31,7 @@ let relayA: SpawnedRelay;
 let relayB: SpawnedRelay;
 let portA = 0;
 
-function json<T>(r: CliRun): T {
-  if (r.code !== 0) throw new Error(`exit ${String(r.code)}: ${r.stdout} ${r.stderr}`);
-  return r.json as T;
-}
+const json = okJson;
 
 const as = {
   alice: (args: string[]) => conclave(home('alice'), [...args, '--json'], { relays: [relayA.multiaddr] }),

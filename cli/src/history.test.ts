@@ -3,33 +3,13 @@
  * the change reads what is said from its join on, and nothing from before; the members of
  * before read everything, including what the new member writes.
  */
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type SpawnedRelay, spawnRelay, tempDir } from '../../relay/src/testing/spawn.js';
-import { type CliRun, conclave } from './testing/cli.js';
+import { describe, expect, it } from 'vitest';
+import { okJson as json, relayAndHomes } from './testing/cli.js';
 
-const dirs = { relay: tempDir(), homes: tempDir('conclave-history-') };
-const home = (name: string) => join(dirs.homes.dir, name);
-let relay: SpawnedRelay;
-
-function json<T>(r: CliRun): T {
-  if (r.code !== 0) throw new Error(`exit ${String(r.code)}: ${r.stdout} ${r.stderr}`);
-  return r.json as T;
-}
-
-beforeAll(async () => {
-  relay = await spawnRelay({ dataDir: dirs.relay.dir });
-});
-
-afterAll(async () => {
-  await relay.stop();
-  for (const d of Object.values(dirs)) d.cleanup();
-});
+const { run } = relayAndHomes('conclave-history-');
 
 describe('conclave space settings --history', () => {
   it('sinceJoin: a later member reads from its join on; everyone reads what it writes', async () => {
-    const run = (who: string, args: string[]) =>
-      conclave(home(who), [...args, '--json'], { relays: [relay.multiaddr] });
     const read = async (who: string) =>
       json<{ posts: { text: string }[] }>(await run(who, ['read', 'Club', 'general'])).posts.map(
         (p) => p.text,

@@ -6,32 +6,13 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type SpawnedRelay, spawnRelay, tempDir } from '../../relay/src/testing/spawn.js';
-import { type CliRun, conclave, startConclave } from './testing/cli.js';
+import { describe, expect, it } from 'vitest';
+import { okJson as json, relayAndHomes, startConclave } from './testing/cli.js';
 
-const dirs = { relay: tempDir(), homes: tempDir('conclave-serve-') };
-const home = (name: string) => join(dirs.homes.dir, name);
-let relay: SpawnedRelay;
-
-function json<T>(r: CliRun): T {
-  if (r.code !== 0) throw new Error(`exit ${String(r.code)}: ${r.stdout} ${r.stderr}`);
-  return r.json as T;
-}
-
-beforeAll(async () => {
-  relay = await spawnRelay({ dataDir: dirs.relay.dir });
-});
-
-afterAll(async () => {
-  await relay.stop();
-  for (const d of Object.values(dirs)) d.cleanup();
-});
+const { home, run, relay } = relayAndHomes('conclave-serve-');
 
 describe('conclave serve', () => {
   it('admits a joiner live, logs each event as a JSON line, pins attachments, and stops on SIGTERM', async () => {
-    const run = (who: string, args: string[]) =>
-      conclave(home(who), [...args, '--json'], { relays: [relay.multiaddr] });
     json(await run('alice', ['identity', 'create', '--name', 'Alice', '--no-passphrase']));
     json(await run('zoe', ['identity', 'create', '--name', 'Zoe', '--no-passphrase']));
     json(await run('alice', ['space', 'create', 'Lounge']));
@@ -51,7 +32,7 @@ describe('conclave serve', () => {
       await run('alice', ['invite', 'create', 'Lounge', '--uses', '1']),
     );
 
-    const serve = startConclave(home('alice'), ['serve', '--json'], { relays: [relay.multiaddr] });
+    const serve = startConclave(home('alice'), ['serve', '--json'], { relays: [relay().multiaddr] });
     try {
       const ready = JSON.parse(await serve.waitFor((l) => l.includes('"event":"ready"'))) as {
         outboxLeft: number;
@@ -73,7 +54,7 @@ describe('conclave serve', () => {
       expect(admission.userId).toBe(zoe.userId);
 
       // Zoe posts with an attachment: the serving device accepts it live and pins the attachment.
-      const file = join(dirs.homes.dir, 'notes.txt');
+      const file = join(home('zoe'), '..', 'notes.txt');
       writeFileSync(file, randomBytes(70_000));
       const post = json<{ postId: string }>(
         await run('zoe', ['post', 'Lounge', 'chat', 'my notes', '--file', file]),

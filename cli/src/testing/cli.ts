@@ -6,6 +6,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+import { type SpawnedRelay, spawnRelay, tempDir } from '../../../relay/src/testing/spawn.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 // The bundle cli/build.mjs makes (rebuilt when a source changed): what `conclave` runs.
@@ -155,4 +157,41 @@ export function snapshot(dir: string): string {
   };
   walk(dir);
   return h.digest('hex');
+}
+
+/** The JSON a successful `--json` run printed; throws with its output when it failed. */
+export function okJson<T>(r: CliRun): T {
+  if (r.code !== 0) throw new Error(`exit ${String(r.code)}: ${r.stdout} ${r.stderr}`);
+  return r.json as T;
+}
+
+/**
+ * One relay process and a folder of homes for a test file: the relay starts before the file's
+ * tests and stops after them, and both folders are removed. `run(who, args)` runs `conclave`
+ * on `who`'s home with `--json`, through the relay.
+ */
+export function relayAndHomes(prefix: string): {
+  readonly home: (name: string) => string;
+  readonly run: (who: string, args: readonly string[]) => Promise<CliRun>;
+  readonly relay: () => SpawnedRelay;
+} {
+  const dirs = { relay: tempDir(), homes: tempDir(prefix) };
+  let relay: SpawnedRelay | undefined;
+  const started = (): SpawnedRelay => {
+    if (relay === undefined) throw new Error('the relay starts in beforeAll');
+    return relay;
+  };
+  beforeAll(async () => {
+    relay = await spawnRelay({ dataDir: dirs.relay.dir });
+  });
+  afterAll(async () => {
+    await relay?.stop();
+    for (const d of Object.values(dirs)) d.cleanup();
+  });
+  const home = (name: string) => join(dirs.homes.dir, name);
+  return {
+    home,
+    run: (who, args) => conclave(home(who), [...args, '--json'], { relays: [started().multiaddr] }),
+    relay: started,
+  };
 }

@@ -237,6 +237,25 @@ function encodedState(state: ClientState): Uint8Array {
 /** Handshakes this device applied (by their AEAD tag), remembered to recognise their echoes. */
 const RECENT_HANDSHAKES = 64;
 
+/**
+ * A group state from its saved encoding, with `config` re-attached (it holds functions, so it
+ * is not saved). @throws CodecError when the bytes are not one whole state.
+ */
+function savedState(bytes: Uint8Array, config: ClientState['clientConfig']): ClientState {
+  let decoded;
+  try {
+    decoded = decodeGroupState(bytes, 0);
+  } catch (e) {
+    throw new CodecError('wrong-type', `saved group: MLS state: ${describe(e)}`);
+  }
+  if (decoded === undefined || decoded[1] !== bytes.length) {
+    throw new CodecError('wrong-type', 'saved group: MLS state');
+  }
+  const state: ClientState = { ...decoded[0], clientConfig: config };
+  encodedStates.set(state, bytes);
+  return state;
+}
+
 /** The transitions of a saved group (see `SpaceGroup.encode`), their states left encoded. */
 function savedTrail(v: CborValue | undefined): Transition[] {
   const bad = (what: string): never => {
@@ -944,18 +963,7 @@ export class SpaceGroup {
 
   /** A state from its saved encoding, with this group's client configuration. */
   private restoredState(bytes: Uint8Array): ClientState {
-    let decoded;
-    try {
-      decoded = decodeGroupState(bytes, 0);
-    } catch (e) {
-      throw new CodecError('wrong-type', `saved group: MLS state: ${describe(e)}`);
-    }
-    if (decoded === undefined || decoded[1] !== bytes.length) {
-      throw new CodecError('wrong-type', 'saved group: MLS state');
-    }
-    const state: ClientState = { ...decoded[0], clientConfig: this.state.clientConfig };
-    encodedStates.set(state, bytes);
-    return state;
+    return savedState(bytes, this.state.clientConfig);
   }
 
   /**
@@ -1003,16 +1011,7 @@ export class SpaceGroup {
     if (typeof started !== 'number' || typeof sent !== 'number' || !Array.isArray(recent)) {
       throw new CodecError('wrong-type', 'saved group: counters');
     }
-    let decoded;
-    try {
-      decoded = decodeGroupState(groupState, 0);
-    } catch (e) {
-      throw new CodecError('wrong-type', `saved group: MLS state: ${describe(e)}`);
-    }
-    if (decoded === undefined || decoded[1] !== groupState.length) {
-      throw new CodecError('wrong-type', 'saved group: MLS state');
-    }
-    const state: ClientState = { ...decoded[0], clientConfig: clientConfig(o.ed25519, MLS_RETAIN_EPOCHS) };
+    const state = savedState(groupState, clientConfig(o.ed25519, MLS_RETAIN_EPOCHS));
     if (!equalBytes(state.groupContext.groupId, space))
       throw new CodecError('wrong-type', 'saved group: group id');
     const keys = (recent as CborValue[]).map((r) => {
@@ -1024,7 +1023,6 @@ export class SpaceGroup {
       sent,
       recent: keys,
     });
-    encodedStates.set(state, groupState);
     g.trail.push(...savedTrail(trail));
     return g;
   }

@@ -3,57 +3,17 @@
  * moderated, and every device reopened from its storage between steps.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { testEd25519 } from '../core/testkit.js';
 import { parseInviteLink } from '../mls/invite.js';
-import { MemoryConnector, MemoryRelay } from '../net/memory.js';
-import { webCryptoAead } from '../ports/aead.js';
-import { systemClock, webRng } from '../ports/env.js';
-import type { Storage } from '../ports/storage.js';
-import { memoryStorage } from '../ports/storage.memory.js';
+import { MemoryRelay } from '../net/memory.js';
 import type { ChannelId, PostId, SpaceId } from '../protocol/index.js';
-import { type IdentitySecrets, createSecrets } from './identity.js';
-import { Peer, PeerError } from './peer.js';
+import { PeerError } from './peer.js';
+import { type Person, closeAll, peerOf as openPeer, person as newPerson } from './peer.testkit.js';
 
 const relay = new MemoryRelay('relay-a');
-const open: Peer[] = [];
+const person = (name: string) => newPerson(name, [relay]);
+const peerOf = (p: Person, relays = [relay.address]) => openPeer(p, relays);
 
-interface Person {
-  readonly name: string;
-  readonly secrets: IdentitySecrets;
-  readonly storage: Storage;
-  readonly connector: MemoryConnector;
-}
-
-async function person(name: string): Promise<Person> {
-  const secrets = await createSecrets({ ed25519: testEd25519(), clock: systemClock, rng: webRng }, name);
-  return { name, secrets, storage: memoryStorage(), connector: new MemoryConnector([relay]) };
-}
-
-async function peerOf(p: Person, relays = [relay.address]): Promise<Peer> {
-  const peer = await Peer.open({
-    secrets: p.secrets,
-    storage: p.storage,
-    connector: p.connector,
-    relays,
-    onEvent: (e) => {
-      if (process.env.PEER_DEBUG === '1')
-        console.log(
-          p.name,
-          JSON.stringify(e, (_k, v: unknown) => (v instanceof Uint8Array ? v.length : v)),
-        );
-    },
-    ed25519: testEd25519(),
-    aead: webCryptoAead(),
-    clock: systemClock,
-    rng: webRng,
-  });
-  open.push(peer);
-  return peer;
-}
-
-afterEach(async () => {
-  for (const p of open.splice(0)) await p.close();
-});
+afterEach(closeAll);
 
 describe('Peer', () => {
   it('creates a Space, admits a member by invite, and both read each other after restarts', async () => {
