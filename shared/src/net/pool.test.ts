@@ -209,6 +209,30 @@ describe('RelayPool: failover', () => {
   });
 });
 
+describe('RelayPool: reconnect now', () => {
+  it('dials a relay whose backoff reached the maximum at once, and starts its backoff over if it is still down', async () => {
+    const { timers, relays, makePool } = setup(1);
+    const r1 = relayAt(relays, 0);
+    r1.down();
+    const pool = await makePool(memoryStorage(), { random: () => 1 });
+    await timers.advance(60_000);
+    expect(statuses(pool)).toEqual(['offline']);
+    // Back: without waiting out the next 30 s delay.
+    r1.up();
+    await pool.reconnectNow();
+    expect(statuses(pool)).toEqual(['connected']);
+    // Down again and tried at once: unreachable, so the next try comes after the first delay.
+    r1.down();
+    await settle();
+    await pool.reconnectNow();
+    expect(statuses(pool)).toEqual(['offline']);
+    r1.up();
+    await timers.advance(RECONNECT_INITIAL_MS);
+    expect(statuses(pool)).toEqual(['connected']);
+    await pool.close();
+  });
+});
+
 describe('RelayPool: outbox', () => {
   it('queues while every relay is down, then delivers once when they come back', async () => {
     const { timers, relays, makePool } = setup();

@@ -560,6 +560,25 @@ export class RelayPool implements Mailbox {
     void this.flushRelay(r);
   }
 
+  /**
+   * Dials every relay that has no link now, instead of when its backoff says (the app is back
+   * in the foreground, the network is back: the timers may have backed off to
+   * {@link RECONNECT_MAX_MS}). Resolves once each was tried; a relay still unreachable goes
+   * back to its backoff, starting over from the first delay.
+   */
+  async reconnectNow(): Promise<void> {
+    if (this.closed) return;
+    this.connected(); // drops the links found dead
+    const tries: Promise<void>[] = [];
+    for (const r of this.relays) {
+      if (r.link !== undefined || r.status === 'connecting') continue;
+      r.cancelRetry?.();
+      r.attempt = 0;
+      tries.push(this.connect(r));
+    }
+    await Promise.all(tries);
+  }
+
   private reconnectLater(r: Relay): void {
     r.status = 'offline';
     r.cancelRetry?.();
