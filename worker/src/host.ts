@@ -733,7 +733,8 @@ export class Host implements ConclaveApi {
         const last = posts.at(-1);
         return {
           threadId: idText(t.threadId),
-          title: t.title,
+          // A thread started before this user joined a Space that hides its history.
+          title: t.locked ? 'Started before you joined' : t.title,
           author: idText(t.author),
           authorName: nameIn(state, t.author),
           at: timeText(t.wallMs),
@@ -920,7 +921,7 @@ export class Host implements ConclaveApi {
     return run(async () => {
       // Back online: the page's own `setOnline(true)` for this event may come after this call.
       if (browserOnline && this.browserOffline) await this.setOnline(true);
-      let peer = await this.open();
+      const peer = await this.open();
       // The browser is offline: nothing to reach; `setOnline(true)` starts over when it is back.
       if (peer === undefined || !browserOnline || this.browserOffline || (await this.relays()).length === 0)
         return { online: false, accepted: 0, outboxLeft: peer?.network.outbox ?? 0, notices: [] };
@@ -928,12 +929,9 @@ export class Host implements ConclaveApi {
       this.awayFrom = undefined;
       if (!peer.isOnline()) {
         // No link survived the time away, and the pool's reconnect timers may have backed off
-        // to 30 s meanwhile: start the peer over, which dials every relay now — unless a dial
-        // is under way already (a peer just opened, or the pool's own retry).
-        if (!peer.network.relays.some((r) => r.status === 'connecting')) {
-          await this.restart();
-          peer = await this.need();
-        }
+        // to 30 s meanwhile: dial every relay now (a dial under way is left to finish). The
+        // peer and its Spaces stay open: nothing is read again from storage.
+        await peer.pool.reconnectNow();
         await whenConnected(peer, RESUME_DIAL_MS);
       }
       const online = await peer.catchUp();
