@@ -7,8 +7,9 @@ import { webCryptoEd25519 } from '../shared/src/crypto/ed25519-webcrypto.js';
 import { webRng } from '../shared/src/ports/env.js';
 import { type DeviceIdentity, createIdentity } from '../shared/src/protocol/identity.js';
 import {
-  type Drafts,
   type ChannelId,
+  type ContentKind,
+  type Drafts,
   type OpId,
   type OpKind,
   type PostId,
@@ -16,11 +17,19 @@ import {
   type UnsignedOp,
   OP_VERSION,
   canonicalDeps,
+  contentAd,
+  encodeContent,
   encodeOp,
   encodeUnsigned,
   importEpochKey,
+  isContentKind,
   seal,
+  sealContent,
+  splitDraft,
 } from '../shared/src/protocol/index.js';
+import { webCryptoAead } from '../shared/src/ports/aead.js';
+
+const aead = webCryptoAead();
 import { type TestGroup, testSpaceId } from '../shared/src/core/testkit.js';
 
 export const AUTHORS = 50;
@@ -84,11 +93,24 @@ export async function generate(
           ? [last, prev]
           : [last];
     counter++;
+    // The readable part of a post, thread or edit sealed under the epoch's content key.
+    const split = splitDraft(kind, body);
+    let wire = split.body;
+    if (split.content !== undefined && isContentKind(kind)) {
+      const sealedContent = await sealContent(
+        aead,
+        (await group.contentKey(space, epoch)) as Uint8Array,
+        contentAd(space, epoch, kind, author.device),
+        encodeContent<ContentKind>(kind, split.content),
+        webRng.randomBytes(12),
+      );
+      wire = { ...wire, content: sealedContent };
+    }
     const unsigned = {
       v: OP_VERSION,
       space,
       kind,
-      body,
+      body: wire,
       deps: canonicalDeps(deps),
       epoch,
       hlc: { wallMs: wall, counter: 0 },

@@ -23,8 +23,17 @@ function makeOp(label: string, extra: Uint8Array = new Uint8Array(0)): StoredOp 
 }
 
 /** Ops as hex, so a failure shows which bytes differ. */
-function view(op: StoredOp | undefined): { opId: string; sealed: string; op: string } | undefined {
-  return op === undefined ? undefined : { opId: toHex(op.opId), sealed: toHex(op.sealed), op: toHex(op.op) };
+function view(
+  op: StoredOp | undefined,
+): { opId: string; sealed: string; op: string; content: string | null } | undefined {
+  return op === undefined
+    ? undefined
+    : {
+        opId: toHex(op.opId),
+        sealed: toHex(op.sealed),
+        op: toHex(op.op),
+        content: op.content === undefined || op.content === null ? null : toHex(op.content),
+      };
 }
 
 function hexes(ids: readonly Uint8Array[]): string[] {
@@ -95,6 +104,17 @@ export function runStorageTests(name: string, make: () => Promise<Storage>): voi
         expect(hexes(await store.getHeads(A))).toEqual(hexes([op.opId]));
         expect(await store.countOps(A)).toBe(1);
         expect((await collect(store.listOps(A))).map(view)).toEqual([view(op)]);
+      });
+
+      it('keeps an op’s opened content with it, and none for an op stored without', async () => {
+        const withContent = { ...makeOp('post'), content: Uint8Array.from([0x82, 0x61, 0x68, 0xf6]) };
+        const without = makeOp('role');
+        const nulled = { ...makeOp('thread'), content: null };
+        for (const op of [withContent, without, nulled]) await store.putOp(A, op, [op.opId]);
+        for (const op of [withContent, without, nulled])
+          expect(view(await store.getOp(A, op.opId))).toEqual(view(op));
+        expect((await collect(store.listOps(A))).map(view)).toEqual([withContent, without, nulled].map(view));
+        expect(view(await store.getOp(A, withContent.opId))?.content).toBe('826168f6');
       });
 
       it('answers undefined and false for an unknown id in a known Space', async () => {

@@ -1,4 +1,4 @@
-import { bytesKey, compareBytes, keyBytes } from '../protocol/ids.js';
+import { bytesKey, compareBytes, concatBytes, keyBytes } from '../protocol/ids.js';
 import type { OpId, SpaceId } from '../protocol/ids.js';
 import { StorageError } from './storage.js';
 import type { Storage, StoredOp } from './storage.js';
@@ -10,31 +10,36 @@ interface SpaceState {
   readonly byId: Map<string, number>;
   readonly keys: string[];
   readonly sealed: Uint8Array[];
+  /** The signed op, followed by its opened content when it has one. */
   readonly op: Uint8Array[];
-  /** Opened contents by insertion number, only for ops that have one. */
-  readonly content: Map<number, Uint8Array>;
+  /** Where the signed op ends in `op[i]` (its length when there is no content). */
+  readonly opEnd: number[];
   heads: readonly OpId[];
 }
 
 function stored(s: SpaceState, i: number): StoredOp | undefined {
   const key = s.keys[i];
   if (key === undefined) return undefined;
-  const content = s.content.get(i);
-  const out = { opId: keyBytes(key) as OpId, sealed: s.sealed[i] as Uint8Array, op: s.op[i] as Uint8Array };
-  return content === undefined ? out : { ...out, content };
+  const both = s.op[i] as Uint8Array;
+  const end = s.opEnd[i] as number;
+  const op = end === both.length ? both : both.subarray(0, end);
+  const out = { opId: keyBytes(key) as OpId, sealed: s.sealed[i] as Uint8Array, op };
+  return end === both.length ? out : { ...out, content: both.subarray(end) };
 }
 
 /**
  * A `Storage` held in memory: for tests and for peers that need no persistence. Nothing
  * survives the process; `close()` drops everything.
  *
- * No copies: `putOp` and `putMeta` keep the caller's `sealed`, `op` and meta `Uint8Array`s, and
- * `getOp`, `listOps` and `getMeta` hand back those same arrays (the `opId` is rebuilt). Callers must never mutate a byte array
- * after giving it to the store or receiving it from it (the rest of the core never does).
- * Only the heads array itself is copied (and sorted), so pushing to it changes nothing stored.
+ * Few copies: `putOp` and `putMeta` keep the caller's `sealed`, `op` and meta `Uint8Array`s (an
+ * op with opened content is kept as one array of both, copied once), and `getOp`, `listOps` and
+ * `getMeta` hand back those arrays or views of them (the `opId` is rebuilt). Callers must never
+ * mutate a byte array after giving it to the store or receiving it from it (the rest of the
+ * core never does). Only the heads array itself is copied (and sorted), so pushing to it
+ * changes nothing stored.
  *
- * Per op it keeps one Map entry keyed by `bytesKey(opId)` and one slot in each of three
- * columns (key, sealed, op).
+ * Per op it keeps one Map entry keyed by `bytesKey(opId)` and one slot in each of four
+ * columns (key, sealed, op and content, where the op ends).
  *
  * Errors: every method rejects with `StorageError('closed')` after `close()`; a second
  * `close()` resolves. Calls take effect synchronously in call order, so each is atomic.
@@ -70,14 +75,16 @@ export function memoryStorage(): Storage {
         let s = all.get(spaceKey);
         if (s?.byId.has(opKey)) return false;
         if (s === undefined) {
-          s = { id: space, byId: new Map(), keys: [], sealed: [], op: [], content: new Map(), heads: [] };
+          s = { id: space, byId: new Map(), keys: [], sealed: [], op: [], opEnd: [], heads: [] };
           all.set(spaceKey, s);
         }
-        if (op.content !== undefined && op.content !== null) s.content.set(s.keys.length, op.content);
         s.byId.set(opKey, s.keys.length);
         s.keys.push(opKey);
         s.sealed.push(op.sealed);
-        s.op.push(op.op);
+        // One array for the op and its content: a typed array costs more heap than its bytes.
+        const content = op.content ?? undefined;
+        s.op.push(content === undefined || content.length === 0 ? op.op : concatBytes(op.op, content));
+        s.opEnd.push(op.op.length);
         s.heads = [...heads].sort(compareBytes);
         return true;
       }),
