@@ -241,6 +241,28 @@ describe('openSqliteStorage and openSqliteChunkStore', () => {
     await store.close();
   });
 
+  it('keep no op of a putOps batch, nor the heads, when it fails midway', async () => {
+    let armed = false;
+    const store = await openSqliteStorage(freshFile(), {
+      afterOpWrite: () => {
+        if (armed) throw new Error('interrupted');
+      },
+    });
+    const first = makeOp(1);
+    await store.putOp(space, first, [first.opId]);
+    const before = await snapshot(store);
+    const batch = [makeOp(2), makeOp(3), makeOp(4)];
+    armed = true;
+    const e = await rejection(store.putOps(space, batch, [first.opId]));
+    armed = false;
+    expect(e.code).toBe('io');
+    expect(await snapshot(store)).toEqual(before);
+    for (const op of batch) expect(await store.hasOp(space, op.opId)).toBe(false);
+    expect(await store.putOps(space, batch, [first.opId])).toBe(3);
+    expect((await snapshot(store)).count).toBe(4);
+    await store.close();
+  });
+
   it('reject with "quota" when the file would outgrow maxBytes, writing nothing', async () => {
     const file = freshFile();
     const store = await openSqliteStorage(file, { maxBytes: 256 * 1024 });

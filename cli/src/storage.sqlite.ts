@@ -188,6 +188,23 @@ function sqliteStorage(conn: Connection, options: SqliteStorageOptions): Storage
     return true;
   });
 
+  const putOps = db.transaction(
+    (space: Uint8Array, ops: readonly StoredOp[], heads: readonly Uint8Array[]): number => {
+      let seq = countOf(space);
+      let stored = 0;
+      for (const op of ops) {
+        if (s.hasOp.get(space, op.opId) !== undefined) continue;
+        s.insertOp.run(space, seq++, op.opId, op.sealed, op.op, op.content ?? null);
+        if (stored++ === 0) options.afterOpWrite?.();
+      }
+      if (stored === 0) return 0;
+      s.setCount.run(space, seq);
+      s.clearHeads.run(space);
+      for (const [i, head] of heads.entries()) s.insertHead.run(space, i, head);
+      return stored;
+    },
+  );
+
   async function* listFrom(space: Uint8Array): AsyncGenerator<StoredOp> {
     let after = -1;
     for (;;) {
@@ -209,6 +226,9 @@ function sqliteStorage(conn: Connection, options: SqliteStorageOptions): Storage
   return {
     putOp: (space, op, heads) =>
       conn.run('putOp', () => putOp.immediate(space, op, [...heads].sort(compareBytes))),
+
+    putOps: (space, ops, heads) =>
+      conn.run('putOps', () => putOps.immediate(space, ops, [...heads].sort(compareBytes))),
 
     getOp: (space, opId) =>
       conn.run('getOp', () => {

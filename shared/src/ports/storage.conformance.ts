@@ -175,6 +175,41 @@ export function runStorageTests(name: string, make: () => Promise<Storage>): voi
       });
     });
 
+    describe('putOps (a batch in one transaction)', () => {
+      it('stores the batch in order, skips ops already there and repeats, and sets the heads once', async () => {
+        const [a, b, c, d] = Array.from({ length: 4 }, (_, i) => makeOp(`batch ${i}`)) as [
+          StoredOp,
+          StoredOp,
+          StoredOp,
+          StoredOp,
+        ];
+        const withContent = { ...c, content: Uint8Array.from([0xa1, 0x01, 0x02]) };
+        await store.putOp(A, a, [a.opId]);
+        expect(await store.putOps(A, [b, a, withContent, b, d], [d.opId, b.opId])).toBe(3);
+        expect((await collect(store.listOps(A))).map(view)).toEqual([a, b, withContent, d].map(view));
+        expect(view(await store.getOp(A, c.opId))).toEqual(view(withContent));
+        expect(hexes(await store.getHeads(A))).toEqual(sortedHexes([d.opId, b.opId]));
+        expect(await store.countOps(A)).toBe(4);
+        // A batch after a batch goes on from where the first ended.
+        const e = makeOp('batch 4');
+        expect(await store.putOps(A, [e], [e.opId])).toBe(1);
+        expect((await collect(store.listOps(A))).map((o) => toHex(o.opId))).toEqual(
+          hexes([a, b, c, d, e].map((o) => o.opId)),
+        );
+      });
+
+      it('a batch of ops all stored already, or an empty one, changes nothing, not even the heads', async () => {
+        const [a, b] = [makeOp('old a'), makeOp('old b')];
+        await store.putOps(A, [a, b], [b.opId]);
+        expect(await store.putOps(A, [b, a], [a.opId])).toBe(0);
+        expect(await store.putOps(A, [], [a.opId])).toBe(0);
+        expect(await store.putOps(B, [], [a.opId])).toBe(0);
+        expect(hexes(await store.getHeads(A))).toEqual(hexes([b.opId]));
+        expect(await store.countOps(A)).toBe(2);
+        expect(await store.listSpaces()).toHaveLength(1);
+      });
+    });
+
     describe('heads', () => {
       it('are those of the last new op, returned in sorted order whatever the order given', async () => {
         const ops = Array.from({ length: 4 }, (_, i) => makeOp(`head ${i}`));
@@ -306,6 +341,7 @@ export function runStorageTests(name: string, make: () => Promise<Storage>): voi
 
         const calls: [string, () => Promise<unknown>][] = [
           ['putOp', () => store.putOp(A, makeOp('after close'), [])],
+          ['putOps', () => store.putOps(A, [makeOp('after close')], [])],
           ['getOp', () => store.getOp(A, op.opId)],
           ['hasOp', () => store.hasOp(A, op.opId)],
           ['getHeads', () => store.getHeads(A)],
@@ -329,7 +365,7 @@ export function runStorageTests(name: string, make: () => Promise<Storage>): voi
       });
     });
 
-    it('matches a simple model over random putOp sequences with duplicates', async () => {
+    it('matches a simple model over random putOp and putOps sequences with duplicates', async () => {
       const POOL = 10;
       const SPACES = 3;
       const pool = Array.from({ length: POOL }, (_, i) => makeOp(`pool ${i}`));
@@ -337,6 +373,8 @@ export function runStorageTests(name: string, make: () => Promise<Storage>): voi
       const command = fc.record({
         space: fc.nat({ max: SPACES - 1 }),
         op: fc.nat({ max: POOL - 1 }),
+        // More than one: the ops go in one putOps call (repeats included), the first one too.
+        batch: fc.array(fc.nat({ max: POOL - 1 }), { maxLength: 4 }),
         heads: fc.uniqueArray(fc.nat({ max: POOL - 1 }), { maxLength: 3 }),
       });
 
@@ -351,12 +389,25 @@ export function runStorageTests(name: string, make: () => Promise<Storage>): voi
               const op = pool[c.op];
               if (m === undefined || sp === undefined || op === undefined) throw new Error('bad command');
               const heads = c.heads.map((h) => pool[h]?.opId ?? op.opId);
-              const isNew = !m.order.includes(c.op);
-              if (isNew) {
-                m.order.push(c.op);
-                m.heads = heads;
+              if (c.batch.length === 0) {
+                const isNew = !m.order.includes(c.op);
+                if (isNew) {
+                  m.order.push(c.op);
+                  m.heads = heads;
+                }
+                expect(await s.putOp(sp, op, heads)).toBe(isNew);
+              } else {
+                const batch = [c.op, ...c.batch];
+                let fresh = 0;
+                for (const n of batch) {
+                  if (m.order.includes(n)) continue;
+                  m.order.push(n);
+                  fresh++;
+                }
+                if (fresh > 0) m.heads = heads;
+                const ops = batch.map((n) => pool[n] ?? op);
+                expect(await s.putOps(sp, ops, heads)).toBe(fresh);
               }
-              expect(await s.putOp(sp, op, heads)).toBe(isNew);
             }
             for (const [i, sp] of spaces.entries()) {
               const m = model[i];

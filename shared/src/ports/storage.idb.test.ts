@@ -95,6 +95,28 @@ describe('idbStorage', () => {
     });
   });
 
+  it('putOps keeps no op of the batch, nor the heads, when its transaction aborts midway', async () => {
+    let armed = false;
+    const store = await idbStorage(freshName(), new IDBFactory(), {
+      afterOpWrite: (tx) => {
+        if (armed) tx.abort();
+      },
+    });
+    const first = makeOp(1);
+    await store.putOp(space, first, [first.opId]);
+    const before = await snapshot(store);
+    const batch = [makeOp(2), makeOp(3), makeOp(4)];
+    armed = true;
+    const error = await rejection(store.putOps(space, batch, [batch[2]?.opId ?? first.opId]));
+    armed = false;
+    expect(error.code).toBe('io');
+    expect(await snapshot(store)).toEqual(before);
+    for (const op of batch) expect(await store.hasOp(space, op.opId)).toBe(false);
+    expect(await store.putOps(space, batch, [first.opId])).toBe(3);
+    expect(await store.countOps(space)).toBe(4);
+    await store.close();
+  });
+
   it('keeps everything across close and reopen, and continues the order', async () => {
     const factory = new IDBFactory();
     const name = freshName();

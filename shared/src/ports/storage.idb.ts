@@ -1,6 +1,6 @@
 import { wrap } from 'idb';
 import type { DBSchema, IDBPDatabase } from 'idb';
-import { compareBytes } from '../protocol/ids.js';
+import { bytesKey, compareBytes } from '../protocol/ids.js';
 import type { OpId, SpaceId } from '../protocol/ids.js';
 import { StorageError } from './storage.js';
 import type { Storage, StoredOp } from './storage.js';
@@ -92,24 +92,50 @@ export async function idbStorage(
             return false;
           }
           const seq = prev === undefined ? 0 : readHeads(prev).count;
-          const added = quiet(
-            ops.add(
-              op.content === undefined || op.content === null
-                ? { space: spaceKey, opId, sealed: own(op.sealed), op: own(op.op), seq }
-                : {
-                    space: spaceKey,
-                    opId,
-                    sealed: own(op.sealed),
-                    op: own(op.op),
-                    content: own(op.content),
-                    seq,
-                  },
-            ),
-          );
+          const added = quiet(ops.add(record(spaceKey, opId, op, seq)));
           options.afterOpWrite?.(tx);
           const put = quiet(headsStore.put({ heads: sorted, count: seq + 1 }, spaceKey));
           await Promise.all([added, put, done]);
           return true;
+        } catch (e) {
+          return abortAndThrow(tx, done, e);
+        }
+      }),
+
+    putOps: (space, batch, heads) =>
+      attempt('putOps', async (db) => {
+        if (batch.length === 0) return 0;
+        const spaceKey = own(space);
+        const sorted = heads.map(own).sort(compareBytes);
+        const tx = db.transaction(['ops', 'heads'], 'readwrite');
+        const done = quiet(tx.done);
+        try {
+          const ops = tx.objectStore('ops');
+          const headsStore = tx.objectStore('heads');
+          const ids = batch.map((op) => own(op.opId));
+          // Every read issued at once: one round of requests, not one per op.
+          const [prev, ...existing] = await Promise.all([
+            headsStore.get(spaceKey),
+            ...ids.map((id) => ops.getKey([spaceKey, id])),
+          ]);
+          let seq = prev === undefined ? 0 : readHeads(prev).count;
+          const seen = new Set<string>();
+          const writes: Promise<unknown>[] = [];
+          for (const [i, op] of batch.entries()) {
+            const opId = ids[i] as Bytes;
+            const k = bytesKey(opId);
+            if (existing[i] !== undefined || seen.has(k)) continue;
+            seen.add(k);
+            writes.push(quiet(ops.add(record(spaceKey, opId, op, seq++))));
+            if (writes.length === 1) options.afterOpWrite?.(tx);
+          }
+          if (writes.length === 0) {
+            await done;
+            return 0;
+          }
+          writes.push(quiet(headsStore.put({ heads: sorted, count: seq }, spaceKey)));
+          await Promise.all([...writes, done]);
+          return writes.length - 1;
         } catch (e) {
           return abortAndThrow(tx, done, e);
         }
@@ -197,6 +223,12 @@ async function openDatabase(f: IDBFactory, name: string): Promise<IDBPDatabase<S
   const db = await wrap(request);
   if (db === undefined) throw new Error('open returned no database');
   return db as unknown as IDBPDatabase<Schema>;
+}
+
+function record(space: Bytes, opId: Bytes, op: StoredOp, seq: number): OpRecord {
+  return op.content === undefined || op.content === null
+    ? { space, opId, sealed: own(op.sealed), op: own(op.op), seq }
+    : { space, opId, sealed: own(op.sealed), op: own(op.op), content: own(op.content), seq };
 }
 
 function readOp(r: unknown): StoredOp {

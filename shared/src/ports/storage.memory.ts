@@ -66,27 +66,48 @@ export function memoryStorage(): Storage {
     return open().spaces.get(bytesKey(space));
   }
 
+  function spaceFor(space: SpaceId): SpaceState {
+    const all = open().spaces;
+    const spaceKey = bytesKey(space);
+    let s = all.get(spaceKey);
+    if (s === undefined) {
+      s = { id: space, byId: new Map(), keys: [], sealed: [], op: [], opEnd: [], heads: [] };
+      all.set(spaceKey, s);
+    }
+    return s;
+  }
+
+  /** Appends `op` unless present; whether it was new. */
+  function add(s: SpaceState, op: StoredOp): boolean {
+    const opKey = bytesKey(op.opId);
+    if (s.byId.has(opKey)) return false;
+    s.byId.set(opKey, s.keys.length);
+    s.keys.push(opKey);
+    s.sealed.push(op.sealed);
+    // One array for the op and its content: a typed array costs more heap than its bytes.
+    const content = op.content ?? undefined;
+    s.op.push(content === undefined || content.length === 0 ? op.op : concatBytes(op.op, content));
+    s.opEnd.push(op.op.length);
+    return true;
+  }
+
   return {
     putOp: (space, op, heads) =>
       run(() => {
-        const all = open().spaces;
-        const spaceKey = bytesKey(space);
-        const opKey = bytesKey(op.opId);
-        let s = all.get(spaceKey);
-        if (s?.byId.has(opKey)) return false;
-        if (s === undefined) {
-          s = { id: space, byId: new Map(), keys: [], sealed: [], op: [], opEnd: [], heads: [] };
-          all.set(spaceKey, s);
-        }
-        s.byId.set(opKey, s.keys.length);
-        s.keys.push(opKey);
-        s.sealed.push(op.sealed);
-        // One array for the op and its content: a typed array costs more heap than its bytes.
-        const content = op.content ?? undefined;
-        s.op.push(content === undefined || content.length === 0 ? op.op : concatBytes(op.op, content));
-        s.opEnd.push(op.op.length);
+        const s = spaceFor(space);
+        if (!add(s, op)) return false;
         s.heads = [...heads].sort(compareBytes);
         return true;
+      }),
+
+    putOps: (space, ops, heads) =>
+      run(() => {
+        if (ops.length === 0) return 0;
+        const s = spaceFor(space);
+        let stored = 0;
+        for (const op of ops) if (add(s, op)) stored++;
+        if (stored > 0) s.heads = [...heads].sort(compareBytes);
+        return stored;
       }),
 
     getOp: (space, opId) =>

@@ -42,6 +42,13 @@ export interface Storage {
    * that is already present changes nothing (not even the heads) and resolves `false`.
    */
   putOp(space: SpaceId, op: StoredOp, heads: readonly OpId[]): Promise<boolean>;
+  /**
+   * Stores several accepted ops, in order, and sets the Space's heads, all in one transaction
+   * (group commit: one durable write for a batch the pipeline accepted together). Ops already
+   * present, and repeats within `ops`, are skipped; when none is new nothing changes, not even
+   * the heads. Resolves how many ops were stored.
+   */
+  putOps(space: SpaceId, ops: readonly StoredOp[], heads: readonly OpId[]): Promise<number>;
   getOp(space: SpaceId, opId: OpId): Promise<StoredOp | undefined>;
   hasOp(space: SpaceId, opId: OpId): Promise<boolean>;
   /** The Space's current heads, as last set by `putOp`, in canonical (sorted) order; `[]` if none. */
