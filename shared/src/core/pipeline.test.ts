@@ -1000,7 +1000,7 @@ describe('persistence', () => {
     await reopenedStore.close();
   });
 
-  /** A store whose `putOp` fails with `quota` for the ops `fails.when` picks. */
+  /** A store whose `putOp` fails with `quota` for the ops `fails.when` picks, and `putOps` for a batch holding one. */
   function flaky(inner: Storage): { store: Storage; fails: { when: (op: StoredOp) => boolean } } {
     const fails = { when: (_op: StoredOp): boolean => false };
     const store: Storage = {
@@ -1009,6 +1009,10 @@ describe('persistence', () => {
         fails.when(op)
           ? Promise.reject(new StorageError('quota', 'the disk is full'))
           : inner.putOp(space, op, heads),
+      putOps: (space, ops, heads) =>
+        ops.some((op) => fails.when(op))
+          ? Promise.reject(new StorageError('quota', 'the disk is full'))
+          : inner.putOps(space, ops, heads),
     };
     return { store, fails };
   }
@@ -1065,5 +1069,88 @@ describe('persistence', () => {
     expect(fx.r.has(b.opId)).toBe(true);
     expect(fx.r.holdback().size).toBe(0);
     expect(await fx.store.countOps(fx.w.space)).toBe(fx.history.length + 2);
+  });
+});
+
+describe('group commit', () => {
+  /** A memory store that counts its transactions and can fail the batches holding a chosen op. */
+  function counting(inner: Storage) {
+    const seen = { transactions: 0, failOn: undefined as string | undefined };
+    const store: Storage = {
+      ...inner,
+      putOp: (space, op, heads) => {
+        if (toHex(op.opId) === seen.failOn) return Promise.reject(new StorageError('quota', 'full'));
+        seen.transactions++;
+        return inner.putOp(space, op, heads);
+      },
+      putOps: (space, ops, heads) => {
+        if (ops.some((op) => toHex(op.opId) === seen.failOn))
+          return Promise.reject(new StorageError('quota', 'full'));
+        seen.transactions++;
+        return inner.putOps(space, ops, heads);
+      },
+    };
+    return { store, seen };
+  }
+
+  it('ops offered together are written in a few transactions, each reported only once stored, in order', async () => {
+    const inner = memoryStorage();
+    const { store, seen } = counting(inner);
+    const storedWhenReported: boolean[] = [];
+    const reportedIds: string[] = [];
+    const fx = await fixture({
+      storage: store,
+      onAccepted: (ev) => {
+        // Asked at once: the op must already be in the store when it is reported.
+        void inner.hasOp(ev.op.space, ev.opId).then((has) => storedWhenReported.push(has));
+        reportedIds.push(toHex(ev.opId));
+      },
+    });
+    const posts = [];
+    for (let i = 0; i < 60; i++)
+      posts.push(await fx.w.post(i % 2 === 0 ? 'alice' : 'bob', fx.chat, `burst ${i}`));
+    const before = seen.transactions;
+    const outcomes = await Promise.all(posts.map((p) => offer(fx.r, p.sealed)));
+    expect(outcomes.map(label)).toEqual(posts.map(() => 'accepted'));
+    expect(seen.transactions - before).toBeLessThanOrEqual(3);
+    expect(reportedIds.slice(-60)).toEqual(posts.map((p) => toHex(p.opId)));
+    await Promise.resolve();
+    expect(storedWhenReported.slice(-60).every((x) => x)).toBe(true);
+    expect(await fx.store.countOps(fx.w.space)).toBe(fx.history.length + 60);
+    expect((await fx.store.getHeads(fx.w.space)).map(toHex)).toEqual(fx.r.currentHeads().map(toHex));
+    // A reopened replica is the same.
+    const again = await testReplica(fx.w.space, fx.w.group, { clock: fx.w.clock, storage: inner });
+    expect(toHex(again.state.canonicalState())).toBe(toHex(fx.r.state.canonicalState()));
+  });
+
+  it('when a batch write fails, the ops before the failing one are kept and the rest fail, leaving state as stored', async () => {
+    const inner = memoryStorage();
+    const { store, seen } = counting(inner);
+    const fx = await fixture({ storage: store });
+    const posts = [];
+    for (let i = 0; i < 8; i++) posts.push(await fx.w.post('carol', fx.chat, `batch ${i}`));
+    seen.failOn = toHex((posts[5] as { opId: OpId }).opId);
+    const outcomes = await Promise.all(posts.map((p) => offer(fx.r, p.sealed)));
+    expect(outcomes.map(label)).toEqual([
+      ...Array<string>(5).fill('accepted'),
+      ...Array<string>(3).fill('failed'),
+    ]);
+    for (const [i, p] of posts.entries()) {
+      expect(fx.r.has(p.opId)).toBe(i < 5);
+      expect(await inner.hasOp(fx.w.space, p.opId)).toBe(i < 5);
+    }
+    expect(fx.accepted.slice(-5).map((e) => toHex(e.opId))).toEqual(
+      posts.slice(0, 5).map((p) => toHex(p.opId)),
+    );
+    expect((await inner.getHeads(fx.w.space)).map(toHex)).toEqual(fx.r.currentHeads().map(toHex));
+    const reopened = await testReplica(fx.w.space, fx.w.group, { clock: fx.w.clock, storage: inner });
+    expect(toHex(reopened.state.canonicalState())).toBe(toHex(fx.r.state.canonicalState()));
+    expect(fx.r.holdback().size).toBe(0);
+
+    // Offered again once the store recovers, the rest is accepted.
+    seen.failOn = undefined;
+    const retried = await Promise.all(posts.slice(5).map((p) => offer(fx.r, p.sealed)));
+    expect(retried.map(label)).toEqual(['accepted', 'accepted', 'accepted']);
+    expect(toHex(fx.r.state.canonicalState())).toBe(toHex(fx.w.replica('carol').state.canonicalState()));
   });
 });

@@ -9,14 +9,20 @@
  *   4 causality (holdback queue) →
  *   5 membership at the op's epoch, no epoch regression → 6 authorization in the causal past →
  *   7 persist op + heads atomically, then apply.
- * Steps 1–3 run concurrently (they are the expensive, independent part); 4–7 run one op at a
- * time, so the state and the store always agree.
+ * Steps 1–3 run concurrently (they are the expensive, independent part); 4–6 run one op at a
+ * time. Step 7 is a group commit: an op that passed 4–6 is applied at once (the next op's checks
+ * need it) and joins a batch that is written in one storage transaction (`Storage.putOps`)
+ * once the ops already queued behind it are through; its outcome (and `onAccepted`) is
+ * reported only after that write, so nothing is reported that the store does not hold. When
+ * the write fails, what can be stored is stored one op at a time, the state is rebuilt from
+ * the store, and the rest is reported `failed` (or held as `store-failed` when it came out of
+ * the holdback queue).
  */
 import { type Aead, webCryptoAead } from '../ports/aead.js';
 import type { Ed25519 } from '../ports/crypto.js';
 import type { Clock, Rng } from '../ports/env.js';
 import type { KeyProvider, MembershipView } from '../ports/keys.js';
-import { type Storage, StorageError } from '../ports/storage.js';
+import { type Storage, StorageError, type StoredOp } from '../ports/storage.js';
 import { CodecError, SealError } from '../protocol/errors.js';
 import {
   type AnyContent,
@@ -131,6 +137,9 @@ export interface ReplicaOptions {
   readonly maxHoldback?: number;
 }
 
+/** Ops. A batch written at once (group commit) is at most this long. */
+export const MAX_COMMIT_BATCH = 512;
+
 /** An opened, verified op on its way through steps 4–7. */
 interface Opened {
   readonly opId: OpId;
@@ -161,11 +170,27 @@ export type WriteResult =
     }
   | { readonly kind: 'no-epoch-key'; readonly epoch: EpochRef };
 
+/** An op applied and waiting for its batch's write (step 7). */
+interface Staged {
+  readonly x: Opened;
+  readonly deps: readonly OpId[];
+  readonly accepted: AcceptedEvent;
+  /** Whether an `accept` call waits for it (else it was released from the holdback queue). */
+  readonly direct: boolean;
+  readonly done: (outcome: AcceptOutcome | Error) => void;
+}
+
+/** What steps 4–6 decided: an outcome now, or one once the op's batch is written. */
+type Settled = AcceptOutcome | { readonly kind: 'staged'; readonly outcome: Promise<AcceptOutcome> };
+
 export class SpaceReplica {
-  readonly state = new SpaceState();
+  private current = new SpaceState();
   readonly topic: TopicId;
   private readonly hlc: HybridClock;
-  private readonly signatures = new SignatureIndex();
+  private signatures = new SignatureIndex();
+  /** Ops applied and not yet written, in order; `pendingByKey` finds them by `bytesKey(opId)`. */
+  private pending: Staged[] = [];
+  private readonly pendingByKey = new Map<string, Staged>();
   private readonly held = new Map<string, Held>();
   private readonly waiting = new Map<string, Set<string>>();
   private readonly requested = new Set<string>();
@@ -194,7 +219,21 @@ export class SpaceReplica {
   /** Opens the replica and rebuilds its state from the ops already in the store. */
   static async open(options: ReplicaOptions): Promise<SpaceReplica> {
     const r = new SpaceReplica(options);
-    for await (const stored of options.storage.listOps(options.space)) {
+    await r.replay();
+    return r;
+  }
+
+  /** The reduced state of every accepted op (ARCHITECTURE.md section 5). */
+  get state(): SpaceState {
+    return this.current;
+  }
+
+  /** Builds the state anew from the store: at open, and after a failed write. */
+  private async replay(): Promise<void> {
+    this.current = new SpaceState();
+    this.signatures = new SignatureIndex();
+    this.headIds.clear();
+    for await (const stored of this.o.storage.listOps(this.o.space)) {
       const op = decodeOp(stored.op, { views: true });
       let content: AnyContent | null | undefined;
       if (isContentOp(op)) {
@@ -204,13 +243,13 @@ export class SpaceReplica {
             : decodeContent(op.kind, stored.content, collabFlag(op), { views: true });
         if (content !== null && collabFlag(op)) await loadAutomerge();
       }
-      const deps = op.deps.map((d) => r.state.table.indexOf(bytesKey(d)));
+      const deps = op.deps.map((d) => this.current.table.indexOf(bytesKey(d)));
       if (deps.some((d) => d === undefined)) {
         throw new StorageError('corrupt', 'a stored op precedes one of its deps');
       }
       const depIdx = deps as number[];
-      const past = r.state.pastOfDeps(depIdx);
-      r.applyChecked(
+      const past = this.current.pastOfDeps(depIdx);
+      this.applyChecked(
         {
           opId: stored.opId,
           key: bytesKey(stored.opId),
@@ -226,7 +265,6 @@ export class SpaceReplica {
         past,
       );
     }
-    return r;
   }
 
   /** The current heads (ops no accepted op depends on), sorted. */
@@ -256,10 +294,12 @@ export class SpaceReplica {
     // Steps 1–3 start now and run alongside other ops'; steps 4–7 take ops in call order, so
     // a feed that arrives in causal order is accepted without detours through the holdback queue.
     const opened = this.openAndVerify(sealed, opId, key);
-    return this.serially(async () => {
+    const settled = await this.serially(async (): Promise<Settled> => {
       const o = await opened;
       return 'kind' in o ? o : this.settle(o);
     });
+    // Awaited outside the lock: the batch is written by a task queued behind this one.
+    return settled.kind === 'staged' ? settled.outcome : settled;
   }
 
   /** Steps 1–3: decode, open, verify. Pure apart from caches; runs concurrently. */
@@ -378,11 +418,11 @@ export class SpaceReplica {
    */
   private async resealed(op: SignedOp, candidates: readonly number[]): Promise<boolean> {
     for (const c of candidates) {
-      const stored = await this.o.storage.getOp(
-        this.o.space,
-        keyBytes(this.state.table.ids[c] as string) as OpId,
-      );
-      if (stored !== undefined && equalBytes(stored.op.subarray(stored.op.length - 64), op.sig)) return true;
+      const key = this.state.table.ids[c] as string;
+      const stored =
+        this.pendingByKey.get(key)?.x.plain ??
+        (await this.o.storage.getOp(this.o.space, keyBytes(key) as OpId))?.op;
+      if (stored !== undefined && equalBytes(stored.subarray(stored.length - 64), op.sig)) return true;
     }
     return false;
   }
@@ -411,27 +451,19 @@ export class SpaceReplica {
   }
 
   /** Steps 4–7 for one opened op, then for everything its acceptance releases. */
-  private async settle(first: Opened): Promise<AcceptOutcome> {
-    const outcome = await this.settleOne(first);
-    if (outcome.kind !== 'accepted' || !this.waiting.has(first.key)) {
+  private async settle(first: Opened): Promise<Settled> {
+    const settled = await this.settleOne(first, true);
+    if (settled.kind !== 'staged' || !this.waiting.has(first.key)) {
       this.requested.delete(first.key);
-      return outcome;
+      return settled;
     }
     const ready: Opened[] = [];
     this.release(first.key, ready);
     for (let next = ready.shift(); next !== undefined; next = ready.shift()) {
-      const o = await this.settleOne(next);
-      if (o.kind === 'accepted') {
-        this.release(next.key, ready);
-      } else if (o.kind === 'failed') {
-        this.hold(
-          next.key,
-          { why: 'store-failed', sealed: next.sealed, opened: next, missing: new Set() },
-          next.opId,
-        );
-      }
+      const o = await this.settleOne(next, false);
+      if (o.kind === 'staged') this.release(next.key, ready);
     }
-    return outcome;
+    return settled;
   }
 
   private release(key: string, ready: Opened[]): void {
@@ -450,7 +482,7 @@ export class SpaceReplica {
     }
   }
 
-  private async settleOne(x: Opened): Promise<AcceptOutcome> {
+  private async settleOne(x: Opened, direct: boolean): Promise<Settled> {
     const { op, opId } = x;
     const sameSig = this.signatures.candidates(op.sig);
     if (
@@ -515,19 +547,7 @@ export class SpaceReplica {
     });
     if (refused !== undefined) return rejected(opId, refused.reason, refused.detail);
 
-    // 7. Persist op and heads together, then apply.
-    const headIds: OpId[] = [opId];
-    for (const [i, id] of this.headIds) if (!deps.includes(i)) headIds.push(id);
-    try {
-      await this.o.storage.putOp(
-        this.o.space,
-        { opId, sealed: x.sealed, op: x.plain, content: x.contentPlain ?? null },
-        canonicalDeps(headIds),
-      );
-    } catch (e) {
-      if (e instanceof StorageError) return { kind: 'failed', error: e, opId };
-      throw e;
-    }
+    // 7. Apply, and write with the batch (group commit); reported once written.
     const { late } = this.applyChecked(x, deps, past);
     const accepted: AcceptedEvent = {
       kind: 'accepted',
@@ -536,8 +556,88 @@ export class SpaceReplica {
       content: x.content,
       lateAfterRemoval: late,
     };
-    this.o.onAccepted?.(accepted);
-    return accepted;
+    let done: (outcome: AcceptOutcome | Error) => void = () => undefined;
+    const outcome = new Promise<AcceptOutcome>((resolve, reject) => {
+      done = (o) => {
+        if (o instanceof Error) reject(o);
+        else resolve(o);
+      };
+    });
+    // Released ops have no caller: their rejection (a throwing onAccepted) must not go unhandled.
+    if (!direct) outcome.catch(() => undefined);
+    const staged: Staged = { x, deps: op.deps, accepted, direct, done };
+    if (this.pending.length === 0) {
+      // Its failures are reported to each op's caller; the lock's promise has nothing more.
+      this.serially(() => this.flush()).catch(() => undefined);
+    }
+    this.pending.push(staged);
+    this.pendingByKey.set(x.key, staged);
+    if (this.pending.length >= MAX_COMMIT_BATCH) await this.flush();
+    return { kind: 'staged', outcome };
+  }
+
+  /**
+   * Writes the pending batch in one transaction, then reports each op's outcome in order.
+   * Runs under the lock, so no op is checked against a state the store may not get.
+   */
+  private async flush(): Promise<void> {
+    const batch = this.pending;
+    if (batch.length === 0) return;
+    this.pending = [];
+    let written = batch.length;
+    try {
+      await this.o.storage.putOps(this.o.space, batch.map(storedOf), this.currentHeads());
+    } catch (e) {
+      const error = e instanceof StorageError ? e : new StorageError('io', 'the store failed', { cause: e });
+      written = await this.writeOneByOne(batch);
+      await this.replay();
+      for (const b of batch.slice(written)) {
+        if (!b.direct) {
+          const held = {
+            why: 'store-failed' as const,
+            sealed: b.x.sealed,
+            opened: b.x,
+            missing: new Set<string>(),
+          };
+          this.hold(b.x.key, held, b.x.opId);
+        }
+        b.done({ kind: 'failed', error, opId: b.x.opId });
+      }
+    }
+    this.pendingByKey.clear();
+    for (const b of batch.slice(0, written)) {
+      try {
+        this.o.onAccepted?.(b.accepted);
+        b.done(b.accepted);
+      } catch (e) {
+        b.done(e instanceof Error ? e : new Error(String(e)));
+      }
+    }
+  }
+
+  /**
+   * After a batch's write failed: writes its ops one at a time, in order, up to the first that
+   * fails, each with the heads as they were after it. Returns how many were written.
+   */
+  private async writeOneByOne(batch: readonly Staged[]): Promise<number> {
+    let heads: OpId[];
+    try {
+      heads = await this.o.storage.getHeads(this.o.space);
+    } catch {
+      return 0;
+    }
+    let written = 0;
+    for (const b of batch) {
+      const gone = new Set(b.deps.map(bytesKey));
+      heads = [b.x.opId, ...heads.filter((h) => !gone.has(bytesKey(h)))];
+      try {
+        await this.o.storage.putOp(this.o.space, storedOf(b), canonicalDeps(heads));
+      } catch {
+        break;
+      }
+      written++;
+    }
+    return written;
   }
 
   private applyChecked(
@@ -591,9 +691,8 @@ export class SpaceReplica {
         again.push(h);
       }
     }
-    const out: AcceptOutcome[] = [];
-    for (const h of again) out.push(await this.accept(h.sealed));
-    return out;
+    // All offered at once, in order: they settle one by one and are written in one batch.
+    return Promise.all(again.map((h) => this.accept(h.sealed)));
   }
 
   /**
@@ -644,18 +743,27 @@ export class SpaceReplica {
 
   /** The sealed bytes of an accepted op (what sync serves), from the store. */
   async sealedOf(opId: OpId): Promise<Uint8Array | undefined> {
-    return (await this.o.storage.getOp(this.o.space, opId))?.sealed;
+    return (
+      this.pendingByKey.get(bytesKey(opId))?.x.sealed ??
+      (await this.o.storage.getOp(this.o.space, opId))?.sealed
+    );
   }
 
   /** The signed op bytes of every audit-log entry: a bundle anyone can verify (section 5). */
   async auditBundle(): Promise<Uint8Array[]> {
     const out: Uint8Array[] = [];
     for (const e of this.state.auditLog()) {
-      const s = await this.o.storage.getOp(this.o.space, e.opId as OpId);
-      if (s !== undefined) out.push(s.op);
+      const op =
+        this.pendingByKey.get(bytesKey(e.opId))?.x.plain ??
+        (await this.o.storage.getOp(this.o.space, e.opId as OpId))?.op;
+      if (op !== undefined) out.push(op);
     }
     return out;
   }
+}
+
+function storedOf(b: Staged): StoredOp {
+  return { opId: b.x.opId, sealed: b.x.sealed, op: b.x.plain, content: b.x.contentPlain ?? null };
 }
 
 function missingOf(h: Held): OpId[] {
