@@ -162,10 +162,16 @@ export interface SyncItem {
 
 export type WriteStatus = 'sent' | 'queued';
 
+/** Milliseconds: a Space's `changed` events come at most this often (one per display frame). */
+export const CHANGED_EVERY_MS = 16;
+
 export type LiveEvent =
   /**
-   * Something in the Space changed (an op was accepted): re-read what is on screen. `op` is the
-   * op's kind (`CreatePost`: a new post, which `timeline` with `after` fetches alone).
+   * Something in the Space changed (ops were accepted): re-read what is on screen. Ops accepted
+   * close together (a catch-up takes in hundreds a second) are told as one event, at most one
+   * per Space every {@link CHANGED_EVERY_MS}. `op` is their kind when they were all of one kind
+   * (`CreatePost`: new posts, which `timeline` with `after` fetches alone), else a kind other
+   * than `CreatePost` among them.
    */
   | { readonly kind: 'changed'; readonly spaceId: string; readonly op: string }
   /** The connections or the outbox changed. */

@@ -44,19 +44,20 @@ import {
 import type { ChannelId, PostId, SpaceId, ThreadId, UserId } from '../../shared/src/protocol/index.js';
 import { bytesKey, equalBytes } from '../../shared/src/protocol/ids.js';
 import { fromMultibase } from '../../shared/src/protocol/multibase.js';
-import type {
-  ApiError,
-  ChannelInfo,
-  ConclaveApi,
-  ErrorCode,
-  IdentityItem,
-  LiveEvent,
-  NetworkItem,
-  Result,
-  ThreadItem,
-  TimelineItem,
-  TimelinePage,
-  TimelineQuery,
+import {
+  type ApiError,
+  CHANGED_EVERY_MS,
+  type ChannelInfo,
+  type ConclaveApi,
+  type ErrorCode,
+  type IdentityItem,
+  type LiveEvent,
+  type NetworkItem,
+  type Result,
+  type ThreadItem,
+  type TimelineItem,
+  type TimelinePage,
+  type TimelineQuery,
 } from './api.js';
 import { loadSecrets, saveSecrets } from './keystore.js';
 import { notable } from './notify.js';
@@ -168,6 +169,10 @@ export class Host implements ConclaveApi {
   private browserOffline = false;
   private readonly indexes = new Map<string, PostIndex>();
   private readonly reads = new Map<string, Record<string, ReadMark>>();
+  /** Spaces with accepted ops not yet told to the tabs, and the kind to tell (see `changed`). */
+  private readonly unsaid = new Map<string, string>();
+  private sayTimer: ReturnType<typeof setTimeout> | undefined;
+  private saidAt = -Infinity;
   private restarting: Promise<void> = Promise.resolve();
 
   private async store(): Promise<Storage> {
@@ -267,7 +272,7 @@ export class Host implements ConclaveApi {
   private onPeerEvent(e: PeerEvent): void {
     switch (e.kind) {
       case 'accepted':
-        this.emit({ kind: 'changed', spaceId: idText(e.space), op: e.op });
+        this.changed(idText(e.space), e.op);
         break;
       case 'joined':
         this.emit({ kind: 'joined', spaceId: idText(e.space) });
@@ -286,7 +291,38 @@ export class Host implements ConclaveApi {
     }
   }
 
+  /**
+   * Tells the tabs that ops were accepted in a Space: at once after a quiet moment (a message
+   * from someone shows without delay), else once per {@link CHANGED_EVERY_MS} for all that came
+   * meanwhile, so a catch-up costs the pages one refresh per frame, not one message per op.
+   */
+  private changed(spaceId: string, op: string): void {
+    const had = this.unsaid.get(spaceId);
+    if (had === undefined || had === 'CreatePost') this.unsaid.set(spaceId, op);
+    if (this.sayTimer !== undefined) return;
+    const wait = Math.max(0, this.saidAt + CHANGED_EVERY_MS - performance.now());
+    this.sayTimer = setTimeout(() => {
+      this.sayChanges();
+    }, wait);
+  }
+
+  private sayChanges(): void {
+    clearTimeout(this.sayTimer);
+    this.sayTimer = undefined;
+    if (this.unsaid.size === 0) return;
+    this.saidAt = performance.now();
+    const changes = [...this.unsaid];
+    this.unsaid.clear();
+    for (const [spaceId, op] of changes) this.tell({ kind: 'changed', spaceId, op });
+  }
+
   private emit(e: LiveEvent): void {
+    // What was accepted in a Space is told before anything else about it.
+    if (e.kind !== 'network') this.sayChanges();
+    this.tell(e);
+  }
+
+  private tell(e: LiveEvent): void {
     for (const l of this.listeners.values()) {
       try {
         l(e);

@@ -80,11 +80,12 @@ export const SETTLE_QUIET_MS = 500;
 export const SETTLE_MAX_MS = 10_000;
 
 /**
- * Resolves once no post arrived for `SETTLE_QUIET_MS` (or after `SETTLE_MAX_MS`): what the relays
+ * Resolves once no op arrived for `SETTLE_QUIET_MS` (or after `SETTLE_MAX_MS`): what the relays
  * delivered right at the end of a catch-up is in before `resume` says what arrived.
  */
 export async function settled(peer: Peer): Promise<void> {
-  const count = () => peer.spaces().reduce((n, s) => n + peer.state(s.spaceId).allPosts().length, 0);
+  // Ops accepted, not posts listed: listing builds a view of every post, at every step.
+  const count = () => peer.spaces().reduce((n, s) => n + peer.state(s.spaceId).size, 0);
   const step = SETTLE_QUIET_MS / 2;
   let last = count();
   let quiet = 0;

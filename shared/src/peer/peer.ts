@@ -181,6 +181,8 @@ interface Host {
   readonly statusOf: Map<string, Promise<WriteStatus>>;
   readonly caughtUpWaiters: (() => void)[];
   mlsBusy: Promise<unknown>;
+  /** The Space's op count when `pinAttachments` last found every attachment pinned. */
+  pinnedAtSize: number;
 }
 
 const JOINS_META = 'peer/joins';
@@ -818,7 +820,12 @@ export class Peer {
     if (cache === undefined || !this.isOnline()) return 0;
     let n = 0;
     for (const h of this.hosts.values()) {
-      for (const post of h.replica.state.allPosts()) {
+      const state = h.replica.state;
+      const size = state.size;
+      // Listing builds a view of every post: a Space unchanged since all its attachments were pinned is skipped.
+      if (h.pinnedAtSize === size) continue;
+      let missed = false;
+      for (const post of state.allPosts()) {
         for (const ref of post.attachments) {
           if (post.deleted || cache.isPinned(ref.hash)) continue;
           try {
@@ -826,10 +833,12 @@ export class Peer {
             n++;
             this.emit({ kind: 'pinned', space: h.space, blob: ref.hash, size: ref.size });
           } catch (e) {
+            missed = true;
             this.emit({ kind: 'error', space: h.space, message: `attachment not pinned: ${String(e)}` });
           }
         }
       }
+      if (!missed) h.pinnedAtSize = size;
     }
     return n;
   }
@@ -984,6 +993,7 @@ export class Peer {
       statusOf: new Map(),
       caughtUpWaiters: [],
       mlsBusy: Promise.resolve(),
+      pinnedAtSize: -1,
     };
     ref.host = host;
     this.hosts.set(k, host);
