@@ -109,7 +109,9 @@ async function main(): Promise<void> {
         if (shown) w.shownAt ??= now;
         else if (w.shownAt !== undefined) w.clearedAt ??= now;
         const rows = [...(list?.querySelectorAll('li .text') ?? [])].map((e) => e.textContent);
-        if (rows.includes('missed 0')) w.firstAt ??= now;
+        // The first missed message on screen, whichever: a reader at the bottom of a window that
+        // a catch-up outgrew is shown the newest page, where 'missed 0' never appears.
+        if (rows.some((r) => r.startsWith('missed '))) w.firstAt ??= now;
         if (rows.includes(lastText)) w.lastAt ??= now;
       }).observe(document.body, { childList: true, subtree: true, characterData: true });
     }, last);
