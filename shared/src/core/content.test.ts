@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { memoryStorage } from '../ports/storage.memory.js';
 import { type PostId, type UserId, bytesKey } from '../protocol/index.js';
 import { World, newId } from './scenario.js';
+import { nodeAead } from '../crypto/aead.node.js';
 import { TestGroup, testReplica } from './testkit.js';
 
 /** Hands out a content key no member has. */
@@ -135,5 +136,13 @@ describe('content sealed apart from the op', () => {
       expect(view.postsIn(chat, null).map((p) => p.text)).toEqual(['readable']);
     }
     expect(bytesKey(ok.opId)).not.toBe(bytesKey(sealed.opId));
+
+    // The same on a Node host, whose AES-GCM opens content synchronously.
+    const onNode = await testReplica(w.space, w.group, { clock: w.clock, aead: nodeAead() });
+    for (const x of [...ops, ok]) expect((await onNode.accept(x.sealed)).kind).toBe('accepted');
+    expect((await onNode.accept(sealed.sealed)).kind).toBe('accepted');
+    expect(onNode.state.post(post)?.locked).toBe(true);
+    expect(onNode.state.postsIn(chat, null).map((p) => p.text)).toEqual(['readable']);
+    expect(bytesKey(onNode.state.canonicalState())).toBe(bytesKey(w.replica('bob').state.canonicalState()));
   });
 });

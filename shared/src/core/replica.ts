@@ -59,7 +59,9 @@ import {
   isContentOp,
   collabFlag,
   openContent,
+  openContentSync,
   openWith,
+  openWithSync,
   sealAd,
   sealContent,
   sealWith,
@@ -318,7 +320,11 @@ export class SpaceReplica {
     }
     let plain: Uint8Array;
     try {
-      plain = await openWith(this.aead, env, epochKey.key, epochKey.ad);
+      const sync = this.aead.decryptSync;
+      plain =
+        sync === undefined
+          ? await openWith(this.aead, env, epochKey.key, epochKey.ad)
+          : openWithSync(sync, env, epochKey.key, epochKey.ad);
     } catch (e) {
       if (e instanceof SealError) return rejected(opId, 'bad-seal', e.message);
       throw e;
@@ -348,7 +354,8 @@ export class SpaceReplica {
     let content: AnyContent | null | undefined;
     let contentPlain: Uint8Array | undefined;
     if (isContentOp(op)) {
-      contentPlain = await this.openContentOf(op);
+      const atOnce = this.openContentSync(op);
+      contentPlain = atOnce === undefined ? await this.openContentOf(op) : (atOnce ?? undefined);
       content = null;
       if (contentPlain !== undefined) {
         try {
@@ -381,6 +388,24 @@ export class SpaceReplica {
       userKey: bytesKey(op.cert.user),
       deviceKey,
     };
+  }
+
+  /**
+   * The decrypted content of a content op when it can be had at once (a synchronous AES-GCM
+   * and the content key cached): `undefined` says "ask `openContentOf`", `null` "cannot open".
+   */
+  private openContentSync(op: ContentOp): Uint8Array | null | undefined {
+    const sync = this.aead.decryptSync;
+    if (sync === undefined) return undefined;
+    const known = this.contentKeys.get(op.epoch.epoch);
+    const key = known?.find((k) => equalBytes(k.commitHash, op.epoch.commitHash))?.key;
+    if (key === undefined) return undefined;
+    try {
+      return openContentSync(sync, key, contentAd(op.space, op.epoch, op.kind, op.author), op.body.content);
+    } catch (e) {
+      if (e instanceof SealError) return null;
+      throw e;
+    }
   }
 
   /** The decrypted content of a content op, or undefined when this device cannot open it. */

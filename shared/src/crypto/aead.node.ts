@@ -22,22 +22,30 @@ export function nodeAead(): Aead {
     },
     decrypt(key, nonce, ad, sealed) {
       try {
-        if (key.length !== 32 || sealed.length < 16) throw new Error('short');
-        const d = createDecipheriv('aes-256-gcm', key, nonce);
-        d.setAAD(ad);
-        d.setAuthTag(sealed.subarray(sealed.length - 16));
-        const body = d.update(sealed.subarray(0, sealed.length - 16));
-        // GCM hands out all plaintext from update(); final() only checks the tag.
-        const tail = d.final();
-        if (tail.length === 0)
-          return Promise.resolve(new Uint8Array(body.buffer, body.byteOffset, body.byteLength));
-        const out = new Uint8Array(body.length + tail.length);
-        out.set(body);
-        out.set(tail, body.length);
-        return Promise.resolve(out);
-      } catch {
-        return Promise.reject(new SealError('bad-seal', 'authentication failed'));
+        return Promise.resolve(decryptSync(key, nonce, ad, sealed));
+      } catch (e) {
+        return Promise.reject(e instanceof Error ? e : new Error(String(e)));
       }
     },
+    decryptSync,
   };
+}
+
+function decryptSync(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, sealed: Uint8Array): Uint8Array {
+  try {
+    if (key.length !== 32 || sealed.length < 16) throw new Error('short');
+    const d = createDecipheriv('aes-256-gcm', key, nonce);
+    d.setAAD(ad);
+    d.setAuthTag(sealed.subarray(sealed.length - 16));
+    const body = d.update(sealed.subarray(0, sealed.length - 16));
+    // GCM hands out all plaintext from update(); final() only checks the tag.
+    const tail = d.final();
+    if (tail.length === 0) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+    const out = new Uint8Array(body.length + tail.length);
+    out.set(body);
+    out.set(tail, body.length);
+    return out;
+  } catch {
+    throw new SealError('bad-seal', 'authentication failed');
+  }
 }

@@ -29,11 +29,13 @@ describe('the Node host crypto', () => {
           const b = await web.encrypt(key, nonce, ad, plain);
           expect(toHex(a)).toBe(toHex(b));
           expect(toHex(await node.decrypt(key, nonce, ad, b))).toBe(toHex(plain));
+          expect(toHex(node.decryptSync?.(key, nonce, ad, b) ?? new Uint8Array(0))).toBe(toHex(plain));
           expect(toHex(await web.decrypt(key, nonce, ad, a))).toBe(toHex(plain));
           const bad = a.slice();
           const i = flip % bad.length;
           bad[i] = (bad[i] as number) ^ 1;
           await expect(node.decrypt(key, nonce, ad, bad)).rejects.toBeInstanceOf(SealError);
+          expect(() => node.decryptSync?.(key, nonce, ad, bad)).toThrow(SealError);
           await expect(node.decrypt(key, nonce, new Uint8Array([...ad, 0]), a)).rejects.toBeInstanceOf(
             SealError,
           );
@@ -47,6 +49,10 @@ describe('the Node host crypto', () => {
     await expect(
       node.decrypt(new Uint8Array(32), new Uint8Array(12), new Uint8Array(0), new Uint8Array(5)),
     ).rejects.toBeInstanceOf(SealError);
+    expect(node.decryptSync).toBeDefined();
+    expect(() =>
+      node.decryptSync?.(new Uint8Array(16), new Uint8Array(12), new Uint8Array(0), new Uint8Array(40)),
+    ).toThrow(SealError);
   });
 
   it('SHA-256: the same digest as the pure-JS one', () => {

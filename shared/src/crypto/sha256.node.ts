@@ -1,7 +1,8 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
-/** SHA-256 over Node's native binding, for Node hosts: the same bytes as `sha256`, about 3x faster. */
+/** SHA-256 over Node's native one-shot binding, for Node hosts: the same bytes as `sha256`, faster. */
 export function nodeSha256(data: Uint8Array): Uint8Array {
-  // Copied out of the Buffer so no pooled memory is kept alive by the id.
-  return new Uint8Array(createHash('sha256').update(data).digest());
+  // A one-shot digest has its own 32-byte buffer (no pooled memory is kept alive by the id).
+  const d = hash('sha256', data, 'buffer');
+  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 }

@@ -12,6 +12,16 @@ export interface Aead {
   encrypt(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, plain: Uint8Array): Promise<Uint8Array>;
   /** The plaintext; rejects with `SealError('bad-seal')` when authentication fails. */
   decrypt(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, sealed: Uint8Array): Promise<Uint8Array>;
+  /**
+   * `decrypt` done at once, for hosts whose implementation is synchronous underneath (Node's
+   * binding): the pipeline then opens an op without a promise hop. Throws what `decrypt` rejects with.
+   */
+  readonly decryptSync?: (
+    key: Uint8Array,
+    nonce: Uint8Array,
+    ad: Uint8Array,
+    sealed: Uint8Array,
+  ) => Uint8Array;
 }
 
 /** AES-GCM over SubtleCrypto, caching imported keys (one per epoch). */

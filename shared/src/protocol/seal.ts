@@ -140,6 +140,16 @@ export async function openWith(
   return unpad(await aead.decrypt(key, env.nonce, ad, env.ciphertext));
 }
 
+/** {@link openWith} through a synchronous decrypt (`Aead.decryptSync`). */
+export function openWithSync(
+  decrypt: NonNullable<Aead['decryptSync']>,
+  env: SealedEnvelope,
+  key: Uint8Array,
+  ad: Uint8Array,
+): Uint8Array {
+  return unpad(decrypt(key, env.nonce, ad, env.ciphertext));
+}
+
 /** {@link sealWith} over WebCrypto with an imported key (tests and tools). */
 export async function seal(
   opBytes: Uint8Array,
@@ -194,6 +204,17 @@ export async function sealContent(
 }
 
 /** Opens sealed content; `SealError('bad-seal')` when key, associated data or bytes do not match. */
+/** {@link openContent} through a synchronous decrypt (`Aead.decryptSync`). */
+export function openContentSync(
+  decrypt: NonNullable<Aead['decryptSync']>,
+  key: Uint8Array,
+  ad: Uint8Array,
+  sealed: Uint8Array,
+): Uint8Array {
+  if (sealed.length < NONCE_BYTES + TAG_BYTES) throw new SealError('bad-seal', 'sealed content too short');
+  return decrypt(key, sealed.subarray(0, NONCE_BYTES), ad, sealed.subarray(NONCE_BYTES));
+}
+
 export async function openContent(
   aead: Aead,
   key: Uint8Array,
