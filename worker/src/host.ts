@@ -9,7 +9,7 @@ import { idbChunkStore } from '../../shared/src/blob/chunkstore.idb.js';
 import { BlobError } from '../../shared/src/blob/errors.js';
 import { webCryptoEd25519 } from '../../shared/src/crypto/ed25519-webcrypto.js';
 import { parseInviteLink } from '../../shared/src/mls/invite.js';
-import { isRelayAddress, lazyLibp2pConnector } from '../../shared/src/net/libp2p.js';
+import { isRelayAddress, lazyLibp2pConnector, libp2pConnector } from '../../shared/src/net/libp2p.js';
 import { webCryptoAead } from '../../shared/src/ports/aead.js';
 import { systemClock, webRng } from '../../shared/src/ports/env.js';
 import { MailboxError } from '../../shared/src/ports/mailbox.js';
@@ -71,6 +71,8 @@ const READS_META = 'host/read/';
 const MAX_WINDOW = 500;
 /** Bytes of attachments the device keeps cached. */
 const BLOB_CACHE_BYTES = 128 * 1024 * 1024;
+/** Milliseconds a dial to a relay may take. */
+const DIAL_TIMEOUT_MS = 10_000;
 /** Milliseconds between the background rounds (admit, retry, send). */
 const TICK_MS = 3_000;
 
@@ -143,6 +145,23 @@ interface PostIndex {
 
 const NO_POSTS: readonly PostView[] = [];
 
+/**
+ * A connector whose libp2p node is made now, not at the first dial: while the peer opens, the
+ * worker mostly waits for IndexedDB to hand over the Spaces' ops, and the node's making (its key,
+ * its start) fills that wait instead of delaying the first reads after it.
+ */
+function earlyConnector(options: { dialTimeoutMs: number }): RelayConnector {
+  const node = libp2pConnector(options);
+  // A failure reaches whoever dials; none is left unhandled meanwhile.
+  node.catch(() => undefined);
+  return {
+    connect: async (address) => (await node).connect(address),
+    stop: async () => {
+      await (await node.catch(() => undefined))?.stop();
+    },
+  };
+}
+
 function idOf<T extends Uint8Array>(text: string, bytes: number, what: string): T {
   const b = text.length <= 64 ? fromMultibase(text) : undefined;
   if (b?.length !== bytes) throw new PeerError('unknown', `no ${what} "${text}"`);
@@ -199,8 +218,11 @@ export class Host implements ConclaveApi {
       this.blobs ??= await openBlobCache(await idbChunkStore(`${DB_NAME}-blobs`), {
         quotaBytes: BLOB_CACHE_BYTES,
       });
-      this.connector = lazyLibp2pConnector({ dialTimeoutMs: 10_000 });
       const relays = await this.relays();
+      this.connector =
+        relays.length > 0 && !this.browserOffline
+          ? earlyConnector({ dialTimeoutMs: DIAL_TIMEOUT_MS })
+          : lazyLibp2pConnector({ dialTimeoutMs: DIAL_TIMEOUT_MS });
       const peer = await Peer.open({
         secrets,
         storage,
