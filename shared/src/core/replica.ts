@@ -615,7 +615,12 @@ export class SpaceReplica {
     } catch (e) {
       const error = e instanceof StorageError ? e : new StorageError('io', 'the store failed', { cause: e });
       written = await this.writeOneByOne(batch);
-      await this.replay();
+      try {
+        await this.replay();
+      } catch {
+        // The store cannot be read either (closed): every later write fails the same way, and
+        // the replica is reopened from the store when it is back.
+      }
       for (const b of batch.slice(written)) {
         if (!b.direct) {
           const held = {

@@ -4,8 +4,10 @@ import { describe, expect, it } from 'vitest';
 import { type CborValue, decode, encode } from './cbor.js';
 import { CodecError } from './errors.js';
 import {
+  type DeviceId,
   type OpId,
   type PostId,
+  type SpaceId,
   type ThreadId,
   HASH_BYTES,
   ID16_BYTES,
@@ -38,12 +40,15 @@ import {
   OP_KINDS,
   OP_SIG_CONTEXT,
   OP_VERSION,
+  CONTENT_SEAL_CONTEXT,
   canonicalDeps,
+  contentAd,
   decodeContent,
   decodeOp,
   encodeContent,
   encodeOp,
   encodeUnsigned,
+  epochBytes,
 } from './op.js';
 import { arbBytes, arbContent, arbOpOf, arbSignedOp } from './op.arbitraries.js';
 
@@ -545,6 +550,35 @@ const SAMPLE_CONTENT = {
 } as const;
 /** The collab flag each sample content agrees with. */
 const SAMPLE_COLLAB = { CreateThread: false, CreatePost: true, EditPost: false } as const;
+
+describe('associated data', () => {
+  it('epochBytes is the epoch as 8 big-endian bytes, then the commit hash', () => {
+    const commitHash = Uint8Array.from({ length: 32 }, (_, i) => i + 100);
+    for (const [epoch, head] of [
+      [0, '0000000000000000'],
+      [1, '0000000000000001'],
+      [0x0102030405, '0000000102030405'],
+      [Number.MAX_SAFE_INTEGER, '001fffffffffffff'],
+    ] as const) {
+      expect(toHex(epochBytes({ epoch, commitHash }))).toBe(head + toHex(commitHash));
+    }
+  });
+
+  it('contentAd is context, space, epoch, kind code and author, in that order', () => {
+    const space = Uint8Array.from({ length: 16 }, (_, i) => i) as SpaceId;
+    const commitHash = new Uint8Array(32).fill(0xee);
+    const author = new Uint8Array(32).fill(0x77) as DeviceId;
+    const ad = contentAd(space, { epoch: 258, commitHash }, 'EditPost', author);
+    expect(toHex(ad)).toBe(
+      toHex(CONTENT_SEAL_CONTEXT) +
+        toHex(space) +
+        '0000000000000102' +
+        toHex(commitHash) +
+        KIND_CODES.EditPost.toString(16).padStart(2, '0') +
+        toHex(author),
+    );
+  });
+});
 
 describe('content codec', () => {
   it('decodeContent(encodeContent(c)) equals c for every content kind, with canonical bytes', () => {

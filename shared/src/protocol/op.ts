@@ -577,13 +577,13 @@ export const CONTENT_SEAL_CONTEXT = new TextEncoder().encode('conclave/content/1
  * and author, so it cannot be lifted into another op.
  */
 export function contentAd(space: SpaceId, epoch: EpochRef, kind: ContentKind, author: DeviceId): Uint8Array {
-  const e = epochBytes(epoch);
-  const out = new Uint8Array(CONTENT_SEAL_CONTEXT.length + space.length + e.length + 1 + author.length);
-  let at = 0;
-  for (const part of [CONTENT_SEAL_CONTEXT, space, e, new Uint8Array([KIND_CODES[kind]]), author]) {
-    out.set(part, at);
-    at += part.length;
-  }
+  const c = CONTENT_SEAL_CONTEXT.length;
+  const out = new Uint8Array(c + space.length + 8 + epoch.commitHash.length + 1 + author.length);
+  out.set(CONTENT_SEAL_CONTEXT);
+  out.set(space, c);
+  let at = writeEpoch(out, c + space.length, epoch);
+  out[at++] = KIND_CODES[kind];
+  out.set(author, at);
   return out;
 }
 
@@ -675,10 +675,20 @@ export function decodeOp(bytes_: Uint8Array, options: { readonly views?: boolean
 /** The encoding of an `EpochRef` used in associated data and keys: 8-byte big-endian number ‖ hash. */
 export function epochBytes(e: EpochRef): Uint8Array {
   const out = new Uint8Array(8 + HASH_BYTES);
-  const hi = Math.floor(e.epoch / 0x100000000);
-  const lo = e.epoch >>> 0;
-  new DataView(out.buffer).setUint32(0, hi);
-  new DataView(out.buffer).setUint32(4, lo);
-  out.set(e.commitHash, 8);
+  writeEpoch(out, 0, e);
   return out;
+}
+
+/** Writes `epochBytes(e)` into `out` at `at`; returns where it ends. */
+function writeEpoch(out: Uint8Array, at: number, e: EpochRef): number {
+  let hi = Math.floor(e.epoch / 0x100000000);
+  let lo = e.epoch >>> 0;
+  for (let i = 3; i >= 0; i--) {
+    out[at + i] = hi & 0xff;
+    out[at + 4 + i] = lo & 0xff;
+    hi >>>= 8;
+    lo >>>= 8;
+  }
+  out.set(e.commitHash, at + 8);
+  return at + 8 + e.commitHash.length;
 }
