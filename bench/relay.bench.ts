@@ -39,6 +39,7 @@ import {
 import { type ConclaveTarget, startConclaveRelays } from './relay/conclave.js';
 import { startGossipsubFloor } from './relay/gossipsub-floor.js';
 import { startWsFloor } from './relay/ws-floor.js';
+import { wsClient } from './relay/ws-client.js';
 
 const PEERS = 200;
 const TOPICS = 10;
@@ -111,7 +112,8 @@ async function floor(
 async function main(): Promise<void> {
   log(
     `bench:relay on ${os.cpus()[0]?.model ?? 'unknown cpu'} x${os.cpus().length}, node ${process.version}; ` +
-      `${PEERS} peers on 127.0.0.1, ${TOPICS} topics, 1 KiB sealed ops, ${STEP_MS} ms steps`,
+      `${PEERS} peers on 127.0.0.1, ${TOPICS} topics, 1 KiB sealed ops, ${STEP_MS} ms steps, ` +
+      `peers' WebSocket client: ${wsClient}`,
   );
   const target = await startConclaveRelays();
   await new Promise((r) => setTimeout(r, 1000));

@@ -23,6 +23,7 @@ import {
 } from './driver.js';
 import { startGossipsubFloor } from './gossipsub-floor.js';
 import { startWsFloor } from './ws-floor.js';
+import './ws-client.js';
 
 const { values } = parseArgs({
   options: {

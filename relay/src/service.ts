@@ -133,7 +133,9 @@ export class Hub {
         out.push({ seq: r.firstSeq + i, message });
         size += message.length;
       }
-      if (out.length > 0 || cursor >= this.store.lastSeq(address)) return out;
+      // Nothing after `cursor` in memory: a message already on disk but not yet here is on its
+      // way (every new append reaches `appended`, which wakes the subscriber), so no disk read.
+      return out;
     }
     return this.store.readAfter(address, cursor, limit, maxBytes);
   }

@@ -1,0 +1,34 @@
+/**
+ * A quick probe of the Conclave relays at fixed rates, for profiling (not part of bench:relay):
+ *   node --experimental-websocket --import ./scripts/node20.mjs --import tsx bench/relay/probe.ts 250,500,1000
+ * Add --cpu-prof for the driver's profile; BENCH_RELAY_PROFILE=DIR for the relays'.
+ */
+import { closeSwarm, formatStep, judge, openSwarm, readCpuSeconds, runRate } from './driver.js';
+import { startConclaveRelays } from './conclave.js';
+import './ws-client.js';
+
+const rates = (process.argv[2] ?? '250,500,1000').split(',').map(Number);
+const log = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+const target = await startConclaveRelays();
+const rss0 = await target.relayRss();
+const swarm = await openSwarm(target, { peers: 200, topics: 10, log });
+await new Promise((r) => setTimeout(r, 2000));
+log(`RSS per idle peer: ${((await target.relayRss()) - rss0) / 200 / 1024} KiB`);
+const relayCpu = (): number =>
+  target.relays.reduce((a, r) => a + (readCpuSeconds(r.process.pid ?? 0) ?? 0), 0);
+for (const rate of rates) {
+  const r0 = relayCpu();
+  const d0 = process.cpuUsage();
+  const step = await runRate(swarm, rate, { durationMs: Number(process.env.BENCH_RELAY_STEP_MS ?? 3000) });
+  Object.assign(step, judge(step, {}));
+  log(formatStep('conclave', step));
+  const d = process.cpuUsage(d0);
+  const n = Math.max(1, step.delivered);
+  log(
+    `  CPU per delivery: driver ${((d.user + d.system) / n).toFixed(0)} µs, both relays ${(((relayCpu() - r0) * 1e6) / n).toFixed(0)} µs`,
+  );
+}
+await closeSwarm(swarm);
+process.exit(0);
