@@ -64,10 +64,13 @@ export async function startConclaveRelays(
         bootstrap: relays.map((r) => r.multiaddr),
         args: options.args ?? [],
         // BENCH_RELAY_PROFILE=DIR writes each relay's CPU profile there when it stops.
-        nodeArgs:
-          process.env.BENCH_RELAY_PROFILE === undefined
+        // BENCH_RELAY_NODE_ARGS adds Node flags to the relays (experiments: heap sizes, tracing).
+        nodeArgs: [
+          ...(process.env.BENCH_RELAY_PROFILE === undefined
             ? []
-            : ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_RELAY_PROFILE}`],
+            : ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_RELAY_PROFILE}`]),
+          ...(process.env.BENCH_RELAY_NODE_ARGS ?? '').split(' ').filter((a) => a !== ''),
+        ],
         env: { CONCLAVE_RELAY_LOG_LEVEL: 'warn' },
       }),
     );

@@ -7,7 +7,7 @@ import { closeSwarm, formatStep, judge, openSwarm, readCpuSeconds, runRate } fro
 import { startConclaveRelays } from './conclave.js';
 import './ws-client.js';
 
-const rates = (process.argv[2] ?? '250,500,1000').split(',').map(Number);
+const rates = process.argv[2] === 'none' ? [] : (process.argv[2] ?? '250,500,1000').split(',').map(Number);
 const log = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
@@ -15,7 +15,11 @@ const target = await startConclaveRelays();
 const rss0 = await target.relayRss();
 const swarm = await openSwarm(target, { peers: 200, topics: 10, log });
 await new Promise((r) => setTimeout(r, 2000));
-log(`RSS per idle peer: ${((await target.relayRss()) - rss0) / 200 / 1024} KiB`);
+const rss1 = await target.relayRss();
+log(
+  `relays' RSS ${(rss0 / 2 ** 20).toFixed(1)} MiB before, ${(rss1 / 2 ** 20).toFixed(1)} MiB with 200 idle peers: ` +
+    `${((rss1 - rss0) / 200 / 1024).toFixed(1)} KiB per peer`,
+);
 const relayCpu = (): number =>
   target.relays.reduce((a, r) => a + (readCpuSeconds(r.process.pid ?? 0) ?? 0), 0);
 for (const rate of rates) {
