@@ -1154,3 +1154,45 @@ describe('group commit', () => {
     expect(toHex(fx.r.state.canonicalState())).toBe(toHex(fx.w.replica('carol').state.canonicalState()));
   });
 });
+
+describe('maxVerifying', () => {
+  it('keeps at most that many signature checks in flight, and accepts and refuses exactly as without it', async () => {
+    const inner = testEd25519();
+    let inFlight = 0;
+    let most = 0;
+    const counting = {
+      ...inner,
+      verify: async (key: Uint8Array, msg: Uint8Array, sig: Uint8Array) => {
+        most = Math.max(most, ++inFlight);
+        try {
+          return await inner.verify(key, msg, sig);
+        } finally {
+          inFlight--;
+        }
+      },
+    };
+    const bounded = await fixture({ ed25519: counting, maxVerifying: 2 });
+    const ops = [];
+    for (let i = 0; i < 40; i++)
+      ops.push(await bounded.w.post(i % 3 === 0 ? 'carol' : 'alice', bounded.chat, `n ${i}`));
+    // A forged signature among them is refused under the bound too.
+    const bob = bounded.w.person('bob');
+    const signed = await signOp(bob, draft(bounded, bob));
+    const sig = signed.sig.slice();
+    sig[5] = (sig[5] as number) ^ 1;
+    const forged = await sealAt(bounded, encodeOp({ ...signed, sig }));
+    most = 0;
+    const outcomes = await Promise.all([
+      ...ops.map((o) => offer(bounded.r, o.sealed)),
+      offer(bounded.r, forged),
+    ]);
+    expect(most).toBe(2);
+    expect(outcomes.slice(0, 40).map(label)).toEqual(ops.map(() => 'accepted'));
+    expect(label(outcomes[40] as AcceptOutcome)).toBe('rejected:bad-signature');
+    // The same ops through a replica without the bound reach the same state.
+    const free = await testReplica(bounded.w.space, bounded.w.group, { clock: bounded.w.clock });
+    for (const o of [...bounded.history, ...ops]) expect(label(await free.accept(o.sealed))).toBe('accepted');
+    expect(label(await free.accept(forged))).toBe('rejected:bad-signature');
+    expect(toHex(bounded.r.state.canonicalState())).toBe(toHex(free.state.canonicalState()));
+  });
+});
