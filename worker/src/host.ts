@@ -9,7 +9,6 @@ import { idbChunkStore } from '../../shared/src/blob/chunkstore.idb.js';
 import { BlobError } from '../../shared/src/blob/errors.js';
 import { webCryptoEd25519 } from '../../shared/src/crypto/ed25519-webcrypto.js';
 import { parseInviteLink } from '../../shared/src/mls/invite.js';
-import { isRelayAddress, lazyLibp2pConnector, libp2pConnector } from '../../shared/src/net/libp2p.js';
 import { webCryptoAead } from '../../shared/src/ports/aead.js';
 import { systemClock, webRng } from '../../shared/src/ports/env.js';
 import { MailboxError } from '../../shared/src/ports/mailbox.js';
@@ -146,18 +145,25 @@ interface PostIndex {
 const NO_POSTS: readonly PostView[] = [];
 
 /**
- * A connector whose libp2p node is made now, not at the first dial: while the peer opens, the
- * worker mostly waits for IndexedDB to hand over the Spaces' ops, and the node's making (its key,
- * its start) fills that wait instead of delaying the first reads after it.
+ * libp2p and its transports: a chunk of their own, loaded when the worker first needs the network,
+ * so the worker starts (and opens the device's Spaces) without compiling them first.
  */
-function earlyConnector(options: { dialTimeoutMs: number }): RelayConnector {
-  const node = libp2pConnector(options);
+const libp2pModule = () => import('../../shared/src/net/libp2p.js');
+
+/**
+ * A connector over a libp2p node made at the first dial, or at once when `early`: while the peer
+ * opens, the worker mostly waits for IndexedDB to hand over the Spaces' ops, and loading libp2p
+ * and making the node (its key, its start) fill that wait instead of delaying the first reads.
+ */
+function libp2pConnectorOf(options: { dialTimeoutMs: number }, early: boolean): RelayConnector {
+  let node: Promise<RelayConnector> | undefined;
+  const made = () => (node ??= libp2pModule().then((m) => m.libp2pConnector(options)));
   // A failure reaches whoever dials; none is left unhandled meanwhile.
-  node.catch(() => undefined);
+  if (early) made().catch(() => undefined);
   return {
-    connect: async (address) => (await node).connect(address),
+    connect: async (address) => (await made()).connect(address),
     stop: async () => {
-      await (await node.catch(() => undefined))?.stop();
+      if (node !== undefined) await (await node.catch(() => undefined))?.stop();
     },
   };
 }
@@ -219,10 +225,10 @@ export class Host implements ConclaveApi {
         quotaBytes: BLOB_CACHE_BYTES,
       });
       const relays = await this.relays();
-      this.connector =
-        relays.length > 0 && !this.browserOffline
-          ? earlyConnector({ dialTimeoutMs: DIAL_TIMEOUT_MS })
-          : lazyLibp2pConnector({ dialTimeoutMs: DIAL_TIMEOUT_MS });
+      this.connector = libp2pConnectorOf(
+        { dialTimeoutMs: DIAL_TIMEOUT_MS },
+        relays.length > 0 && !this.browserOffline,
+      );
       const peer = await Peer.open({
         secrets,
         storage,
@@ -480,6 +486,7 @@ export class Host implements ConclaveApi {
 
   setRelays(relays: readonly string[]) {
     return run(async () => {
+      const { isRelayAddress } = await libp2pModule();
       for (const r of relays) {
         if (!isRelayAddress(r)) throw new PeerError('invalid', `"${r}" is not a relay multiaddr`);
       }
