@@ -71,8 +71,12 @@ async function main(): Promise<void> {
   const pageJsGzip = pageScripts.reduce((n, f) => n + gz(f), 0);
   const workerFile = readdirSync(join(web.dir, 'assets')).find((f) => f.startsWith('worker-entry-'));
   const workerJsGzip = workerFile === undefined ? NaN : gz(join('assets', workerFile));
+  // libp2p is a chunk of its own, which the worker loads when it opens with relays.
+  const libp2pFile = readdirSync(join(web.dir, 'assets')).find((f) => /^libp2p-.*\.js$/.test(f));
+  const libp2pJsGzip = libp2pFile === undefined ? NaN : gz(join('assets', libp2pFile));
   log(
-    `page JS (initial): ${(pageJsGzip / 1024).toFixed(1)} KiB gzip; worker: ${(workerJsGzip / 1024).toFixed(1)} KiB gzip`,
+    `page JS (initial): ${(pageJsGzip / 1024).toFixed(1)} KiB gzip; worker: ${(workerJsGzip / 1024).toFixed(1)} KiB gzip ` +
+      `(its libp2p chunk, loaded when it opens with relays: ${(libp2pJsGzip / 1024).toFixed(1)} KiB gzip)`,
   );
 
   const relay = await spawnRelay({ dataDir: data.dir, args: ['--web-root', web.dir] });
