@@ -26,6 +26,7 @@ import { memoryStorage } from '../shared/src/ports/storage.memory.js';
 import { appendMany } from '../relay/src/testing/util.js';
 import { generate, makeAuthors } from './oplog.js';
 import {
+  type LoadPeer,
   type LoadTarget,
   type SearchResult,
   type StepResult,
@@ -43,6 +44,8 @@ import { wsClient } from './relay/ws-client.js';
 
 const PEERS = 200;
 const TOPICS = 10;
+/** Idle peers connected beside the swarm to measure the relays' marginal RSS per peer. */
+const EXTRA_PEERS = 100;
 const STEP_MS = Number(process.env.BENCH_RELAY_STEP_MS ?? 3000);
 const log = (line: string): void => {
   process.stdout.write(`${line}\n`);
@@ -126,9 +129,10 @@ async function main(): Promise<void> {
   }
   const rssBefore = await target.relayRss();
   let rssPerIdlePeerKiB = 0;
+  let rssPerExtraIdlePeerKiB = 0;
   const { swarm, result, at1000 } = await searchTarget(target, {
     ...options,
-    onOpen: async () => {
+    onOpen: async (open) => {
       await new Promise((r) => setTimeout(r, 2000));
       const rssIdle = await target.relayRss();
       rssPerIdlePeerKiB = (rssIdle - rssBefore) / PEERS / 1024;
@@ -136,6 +140,24 @@ async function main(): Promise<void> {
         `relays' RSS: ${(rssBefore / 2 ** 20).toFixed(0)} MiB before the peers, ${(rssIdle / 2 ** 20).toFixed(0)} MiB ` +
           `with ${PEERS} idle peers connected and subscribed: ${rssPerIdlePeerKiB.toFixed(1)} KiB per peer`,
       );
+      // The figure above also holds what the relays grow by once, whatever the number of peers
+      // (code compiled for the handshakes, V8's young generation growing to its working size).
+      // The marginal cost: EXTRA_PEERS more idle peers on relays that already hold PEERS.
+      const extra: LoadPeer[] = [];
+      for (let j = 0; j < EXTRA_PEERS; j++) {
+        const peer = await target.connect(PEERS + j);
+        await peer.subscribe(open.topics[j % TOPICS] as Uint8Array, () => undefined);
+        extra.push(peer);
+      }
+      await new Promise((r) => setTimeout(r, 2000));
+      const rssMore = await target.relayRss();
+      rssPerExtraIdlePeerKiB = (rssMore - rssIdle) / EXTRA_PEERS / 1024;
+      log(
+        `relays' RSS with ${EXTRA_PEERS} more idle peers: ${(rssMore / 2 ** 20).toFixed(0)} MiB, ` +
+          `${rssPerExtraIdlePeerKiB.toFixed(1)} KiB per added peer`,
+      );
+      for (const peer of extra) await peer.close();
+      await new Promise((r) => setTimeout(r, 1000));
     },
   });
   log(`conclave: ${(await target.describe?.()) ?? ''}`);
@@ -189,6 +211,7 @@ async function main(): Promise<void> {
       catchup10kSec: Number(catchup.sec.toFixed(2)),
       floorGossipsubOpsPerSec: floorGossipsub,
       floorWsOpsPerSec: floorWs,
+      rssPerExtraIdlePeerKiB: Number(rssPerExtraIdlePeerKiB.toFixed(1)),
       ...figures,
     }),
   );
