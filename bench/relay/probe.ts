@@ -13,12 +13,13 @@ const log = (line: string): void => {
 };
 const target = await startConclaveRelays();
 const rss0 = await target.relayRss();
-const swarm = await openSwarm(target, { peers: 200, topics: 10, log });
+const PEERS = Number(process.env.PROBE_PEERS ?? 200);
+const swarm = await openSwarm(target, { peers: PEERS, topics: 10, log });
 await new Promise((r) => setTimeout(r, 2000));
 const rss1 = await target.relayRss();
 log(
-  `relays' RSS ${(rss0 / 2 ** 20).toFixed(1)} MiB before, ${(rss1 / 2 ** 20).toFixed(1)} MiB with 200 idle peers: ` +
-    `${((rss1 - rss0) / 200 / 1024).toFixed(1)} KiB per peer`,
+  `relays' RSS ${(rss0 / 2 ** 20).toFixed(1)} MiB before, ${(rss1 / 2 ** 20).toFixed(1)} MiB with ${PEERS} idle peers: ` +
+    `${((rss1 - rss0) / PEERS / 1024).toFixed(1)} KiB per peer`,
 );
 const relayCpu = (): number =>
   target.relays.reduce((a, r) => a + (readCpuSeconds(r.process.pid ?? 0) ?? 0), 0);
