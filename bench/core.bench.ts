@@ -30,9 +30,6 @@ const ed = webCryptoEd25519();
  * against WebCrypto's own raw rate.
  */
 const nodeEd = process.env.BENCH_CORE_ED === 'webcrypto' ? ed : nodeEd25519();
-/** Signature checks in flight per replica (`maxVerifying`); BENCH_CORE_VERIFYING overrides. */
-const maxVerifying =
-  process.env.BENCH_CORE_VERIFYING === undefined ? undefined : Number(process.env.BENCH_CORE_VERIFYING);
 const gc = (globalThis as { gc?: () => void }).gc;
 
 function collect(): void {
@@ -94,7 +91,6 @@ async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'n
     rng: webRng,
     ...(host === 'node' ? { aead: nodeAead(), sha256: nodeSha256 } : { aead: webCryptoAead() }),
     onAccepted: () => counts.set('accepted', (counts.get('accepted') ?? 0) + 1),
-    ...(maxVerifying === undefined ? {} : { maxVerifying }),
   });
   const profile = process.env.BENCH_CORE_PROFILE;
   const session = profile === undefined ? undefined : new inspector.Session();

@@ -137,12 +137,6 @@ export interface ReplicaOptions {
   readonly onDropped?: (opId: OpId) => void;
   /** Ops. Bound of the holdback queue (missing deps, awaiting epoch, clock ahead together). */
   readonly maxHoldback?: number;
-  /**
-   * Signature checks in flight at once (unbounded when absent). Verification runs on other
-   * threads (WebCrypto's, libuv's); more checks in flight than the cores left over from the
-   * pipeline's own thread only take CPU from that thread, which applies and stores ops.
-   */
-  readonly maxVerifying?: number;
 }
 
 /** Ops. A batch written at once (group commit) is at most this long. */
@@ -214,8 +208,6 @@ export class SpaceReplica {
   private readonly aead: Aead;
   private readonly hash: (data: Uint8Array) => Uint8Array;
   private lock: Promise<unknown> = Promise.resolve();
-  private verifying = 0;
-  private readonly verifyQueue: (() => void)[] = [];
   private readonly maxHoldback: number;
 
   private constructor(private readonly o: ReplicaOptions) {
@@ -356,7 +348,7 @@ export class SpaceReplica {
       }
       this.certsOk.set(deviceKey, op.cert);
     }
-    if (!(await this.verify(op.author, unsignedBytes(plain), op.sig))) {
+    if (!(await this.o.ed25519.verify(op.author, unsignedBytes(plain), op.sig))) {
       return rejected(opId, 'bad-signature', 'the op signature does not verify');
     }
     let content: AnyContent | null | undefined;
@@ -396,22 +388,6 @@ export class SpaceReplica {
       userKey: bytesKey(op.cert.user),
       deviceKey,
     };
-  }
-
-  /** `ed25519.verify` under the `maxVerifying` bound; checks wait their turn in arrival order. */
-  private async verify(key: Uint8Array, msg: Uint8Array, sig: Uint8Array): Promise<boolean> {
-    const max = this.o.maxVerifying;
-    if (max === undefined) return this.o.ed25519.verify(key, msg, sig);
-    if (this.verifying >= max) await new Promise<void>((go) => this.verifyQueue.push(go));
-    else this.verifying++;
-    try {
-      return await this.o.ed25519.verify(key, msg, sig);
-    } finally {
-      // The slot passes to the next waiting check, or is freed.
-      const next = this.verifyQueue.shift();
-      if (next === undefined) this.verifying--;
-      else next();
-    }
   }
 
   /**
