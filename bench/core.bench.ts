@@ -9,6 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import inspector from 'node:inspector';
 import os from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { webCryptoEd25519 } from '../shared/src/crypto/ed25519-webcrypto.js';
 import { nodeEd25519 } from '../shared/src/crypto/ed25519.node.js';
 import { memoryStorage } from '../shared/src/ports/storage.memory.js';
@@ -99,6 +100,8 @@ async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'n
     await post(session, 'Profiler.enable');
     await post(session, 'Profiler.start');
   }
+  const elu0 = performance.eventLoopUtilization();
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await pool(gen.sealed, IN_FLIGHT, async (s) => {
     const o = await replica.accept(s);
@@ -106,6 +109,10 @@ async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'n
       counts.set(o.kind === 'rejected' ? `rejected:${o.reason}` : o.kind, (counts.get(o.kind) ?? 0) + 1);
   });
   const ms = performance.now() - t0;
+  // How busy the pipeline's own thread was, and the process's CPU per op (all threads).
+  const mainBusy = performance.eventLoopUtilization(elu0).utilization;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuUsPerOp = (cpu.user + cpu.system) / n;
   if (session !== undefined && profile !== undefined) {
     const { profile: p } = (await post(session, 'Profiler.stop')) as { profile: unknown };
     writeFileSync(profile, JSON.stringify(p));
@@ -123,6 +130,8 @@ async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'n
     gen,
     opsPerSec: (n / ms) * 1000,
     ms,
+    mainBusy,
+    cpuUsPerOp,
     heapPerOp,
     bufPerOp,
     sealedPerOp: gen.sealedBytes / n,
@@ -149,14 +158,16 @@ async function main(): Promise<void> {
   const raw10 = await rawVerify(small.gen, 10_000);
   console.log(
     `10k ops:  ${small.opsPerSec.toFixed(0)} ops/s (${small.ms.toFixed(0)} ms), heap ${small.heapPerOp.toFixed(0)} B/op, ` +
-      `buffers ${small.bufPerOp.toFixed(0)} B/op, sealed ${small.sealedPerOp.toFixed(0)} B/op; raw verify ${raw10.toFixed(0)}/s`,
+      `buffers ${small.bufPerOp.toFixed(0)} B/op, sealed ${small.sealedPerOp.toFixed(0)} B/op; raw verify ${raw10.toFixed(0)}/s; ` +
+      `main thread busy ${(small.mainBusy * 100).toFixed(0)} %, CPU ${small.cpuUsPerOp.toFixed(0)} µs/op`,
   );
   if (process.env.BENCH_CORE_SMALL === '1') return;
   const big = await runPipeline(100_000, people, 'node');
   const raw100 = await rawVerify(big.gen, 20_000);
   console.log(
     `100k ops: ${big.opsPerSec.toFixed(0)} ops/s (${big.ms.toFixed(0)} ms), heap ${big.heapPerOp.toFixed(0)} B/op, ` +
-      `buffers ${big.bufPerOp.toFixed(0)} B/op, sealed ${big.sealedPerOp.toFixed(0)} B/op; raw verify ${raw100.toFixed(0)}/s`,
+      `buffers ${big.bufPerOp.toFixed(0)} B/op, sealed ${big.sealedPerOp.toFixed(0)} B/op; raw verify ${raw100.toFixed(0)}/s; ` +
+      `main thread busy ${(big.mainBusy * 100).toFixed(0)} %, CPU ${big.cpuUsPerOp.toFixed(0)} µs/op`,
   );
   const rawVerifyPerSec = Math.max(raw10, raw100);
   console.log(
