@@ -133,9 +133,7 @@ export class Hub {
         out.push({ seq: r.firstSeq + i, message });
         size += message.length;
       }
-      // Nothing after `cursor` in memory: a message already on disk but not yet here is on its
-      // way (every new append reaches `appended`, which wakes the subscriber), so no disk read.
-      return out;
+      if (out.length > 0 || cursor >= this.store.lastSeq(address)) return out;
     }
     return this.store.readAfter(address, cursor, limit, maxBytes);
   }
