@@ -235,6 +235,28 @@ async function run(size: number, steps: readonly Step[]): Promise<void> {
 }
 
 describe('concurrent commits across two relays', () => {
+  // Two cases the property once found: a member commits twice more on a branch that loses (its
+  // epoch-1 commit against the founder's), restarts, and must still switch to the winner — three
+  // transitions back, more than the two every save keeps at least.
+  it('a member three commits deep on a losing branch follows the winner after a restart', async () => {
+    await run(5, [
+      { t: 'commit', who: 0, kind: 'update', target: 0, relay: 0 },
+      { t: 'commit', who: 3, kind: 'update', target: 0, relay: 1 },
+      { t: 'commit', who: 3, kind: 'update', target: 0, relay: 0 },
+      { t: 'commit', who: 3, kind: 'update', target: 0, relay: 0 },
+      { t: 'restart', who: 3 },
+      { t: 'follow', who: 0, relay: 0 },
+    ]);
+    await run(6, [
+      { t: 'commit', who: 3, kind: 'add', target: 0, relay: 0 },
+      { t: 'commit', who: 3, kind: 'update', target: 0, relay: 0 },
+      { t: 'commit', who: 3, kind: 'update', target: 0, relay: 0 },
+      { t: 'restart', who: 3 },
+      { t: 'commit', who: 0, kind: 'update', target: 0, relay: 1 },
+      { t: 'heal' },
+    ]);
+  });
+
   it(`every member of the final group ends on one epoch with one key (${RUNS} runs)`, async () => {
     await fc.assert(
       fc.asyncProperty(

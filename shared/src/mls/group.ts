@@ -218,11 +218,17 @@ const MAX_ORPHANS = 256;
 /** Epochs a fork can reach back: how many transitions' previous states a member keeps. */
 const FORK_WINDOW = 8;
 /**
- * Of those, how many are saved, so fork choice still works after a restart: each costs a
- * whole group state in every save (1.3 MiB at 1,000 members, 7 MiB at 5,000), and a fork
- * older than a restart is rare (forks settle within a relay round trip of the race).
+ * Of those, how many are saved at least, so fork choice still works after a restart: each
+ * costs a whole group state in every save (1.3 MiB at 1,000 members, 7 MiB at 5,000).
  */
-const SAVED_TRAIL = 2;
+export const SAVED_TRAIL = 2;
+/**
+ * Bytes. More are saved, up to the whole window, while their states fit in this: a small
+ * group's state is a few KiB, so its members keep fork choice as deep across a restart as
+ * while running (a member that committed several times on a losing branch, then restarted,
+ * could otherwise never follow the winner).
+ */
+const SAVED_TRAIL_BYTES = 1 << 20;
 /** Encodings of group states already made (a state is immutable): each is encoded once. */
 const encodedStates = new WeakMap<ClientState, Uint8Array>();
 
@@ -256,12 +262,26 @@ function savedState(bytes: Uint8Array, config: ClientState['clientConfig']): Cli
   return state;
 }
 
+/** The latest transitions a save keeps: {@link SAVED_TRAIL}, and more while they fit in the budget. */
+function savedTransitions(trail: readonly Transition[]): Transition[] {
+  let bytes = 0;
+  let keep = 0;
+  for (let i = trail.length - 1; i >= 0 && keep < FORK_WINDOW; i--) {
+    const t = trail[i] as Transition;
+    const size = t.base instanceof Uint8Array ? t.base.length : encodedState(t.base).length;
+    if (keep >= SAVED_TRAIL && bytes + size > SAVED_TRAIL_BYTES) break;
+    bytes += size;
+    keep++;
+  }
+  return trail.slice(trail.length - keep);
+}
+
 /** The transitions of a saved group (see `SpaceGroup.encode`), their states left encoded. */
 function savedTrail(v: CborValue | undefined): Transition[] {
   const bad = (what: string): never => {
     throw new CodecError('wrong-type', `saved group: trail ${what}`);
   };
-  if (!Array.isArray(v) || v.length > SAVED_TRAIL) return bad('list');
+  if (!Array.isArray(v) || v.length > FORK_WINDOW) return bad('list');
   const member = (m: CborValue | undefined): GroupMember =>
     Array.isArray(m) &&
     m.length === 2 &&
@@ -980,17 +1000,15 @@ export class SpaceGroup {
       this.epochStartedMs,
       this.sentInEpoch,
       this.recent.map((k) => Uint8Array.from(k, (c) => c.charCodeAt(0))),
-      this.trail
-        .slice(-SAVED_TRAIL)
-        .map((t) => [
-          t.from.epoch,
-          t.from.commitHash,
-          t.base instanceof Uint8Array ? t.base : encodedState(t.base),
-          member(t.committer),
-          t.context,
-          t.tie,
-          t.own === undefined ? null : [t.own.added.map(member), t.own.removed.map(member)],
-        ]),
+      savedTransitions(this.trail).map((t) => [
+        t.from.epoch,
+        t.from.commitHash,
+        t.base instanceof Uint8Array ? t.base : encodedState(t.base),
+        member(t.committer),
+        t.context,
+        t.tie,
+        t.own === undefined ? null : [t.own.added.map(member), t.own.removed.map(member)],
+      ]),
     ];
     return encode(value);
   }
