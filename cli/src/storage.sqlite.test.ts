@@ -218,50 +218,37 @@ describe('openSqliteStorage and openSqliteChunkStore', () => {
     await chunks.close();
   });
 
-  it('keep neither op nor heads when putOp fails between the two writes, and allow a retry', async () => {
-    let armed = false;
-    const store = await openSqliteStorage(freshFile(), {
-      afterOpWrite: () => {
-        if (armed) throw new Error('interrupted');
-      },
+  for (const [method, n] of [
+    ['putOp', 1],
+    ['putOps', 3],
+  ] as const) {
+    it(`keep no op nor heads when ${method} of ${n} fails between its writes, and allow a retry`, async () => {
+      let armed = false;
+      const store = await openSqliteStorage(freshFile(), {
+        afterOpWrite: () => {
+          if (armed) throw new Error('interrupted');
+        },
+      });
+      const first = makeOp(1);
+      await store.putOp(space, first, [first.opId]);
+      const before = await snapshot(store);
+      const batch = Array.from({ length: n }, (_, i) => makeOp(i + 2));
+      const write = (): Promise<unknown> =>
+        method === 'putOp'
+          ? store.putOp(space, batch[0] as StoredOp, [batch[0]?.opId ?? first.opId, first.opId])
+          : store.putOps(space, batch, [first.opId]);
+      armed = true;
+      const e = await rejection(write());
+      armed = false;
+      expect(e.code).toBe('io');
+      expect(e.cause).toBeInstanceOf(Error);
+      expect(await snapshot(store)).toEqual(before);
+      for (const op of batch) expect(await store.hasOp(space, op.opId)).toBe(false);
+      await write();
+      expect((await snapshot(store)).count).toBe(n + 1);
+      await store.close();
     });
-    const first = makeOp(1);
-    await store.putOp(space, first, [first.opId]);
-    const before = await snapshot(store);
-    const op = makeOp(2);
-    armed = true;
-    const e = await rejection(store.putOp(space, op, [op.opId, first.opId]));
-    armed = false;
-    expect(e.code).toBe('io');
-    expect(e.cause).toBeInstanceOf(Error);
-    expect(await snapshot(store)).toEqual(before);
-    expect(await store.hasOp(space, op.opId)).toBe(false);
-    expect(await store.putOp(space, op, [op.opId])).toBe(true);
-    expect((await snapshot(store)).count).toBe(2);
-    await store.close();
-  });
-
-  it('keep no op of a putOps batch, nor the heads, when it fails midway', async () => {
-    let armed = false;
-    const store = await openSqliteStorage(freshFile(), {
-      afterOpWrite: () => {
-        if (armed) throw new Error('interrupted');
-      },
-    });
-    const first = makeOp(1);
-    await store.putOp(space, first, [first.opId]);
-    const before = await snapshot(store);
-    const batch = [makeOp(2), makeOp(3), makeOp(4)];
-    armed = true;
-    const e = await rejection(store.putOps(space, batch, [first.opId]));
-    armed = false;
-    expect(e.code).toBe('io');
-    expect(await snapshot(store)).toEqual(before);
-    for (const op of batch) expect(await store.hasOp(space, op.opId)).toBe(false);
-    expect(await store.putOps(space, batch, [first.opId])).toBe(3);
-    expect((await snapshot(store)).count).toBe(4);
-    await store.close();
-  });
+  }
 
   it('reject with "quota" when the file would outgrow maxBytes, writing nothing', async () => {
     const file = freshFile();

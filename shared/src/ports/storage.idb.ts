@@ -72,74 +72,49 @@ export async function idbStorage(
   const attempt = conn.attempt;
   const shut = conn.shut;
 
-  return {
-    putOp: (space, op, heads) =>
-      attempt('putOp', async (db) => {
-        const spaceKey = own(space);
-        const opId = own(op.opId);
-        const sorted = heads.map(own).sort(compareBytes);
-        const tx = db.transaction(['ops', 'heads'], 'readwrite');
-        const done = quiet(tx.done);
-        try {
-          const ops = tx.objectStore('ops');
-          const headsStore = tx.objectStore('heads');
-          const [existing, prev] = await Promise.all([
-            ops.getKey([spaceKey, opId]),
-            headsStore.get(spaceKey),
-          ]);
-          if (existing !== undefined) {
-            await done;
-            return false;
-          }
-          const seq = prev === undefined ? 0 : readHeads(prev).count;
-          const added = quiet(ops.add(record(spaceKey, opId, op, seq)));
-          options.afterOpWrite?.(tx);
-          const put = quiet(headsStore.put({ heads: sorted, count: seq + 1 }, spaceKey));
-          await Promise.all([added, put, done]);
-          return true;
-        } catch (e) {
-          return abortAndThrow(tx, done, e);
+  const putOps: Storage['putOps'] = (space, batch, heads) =>
+    attempt('putOps', async (db) => {
+      if (batch.length === 0) return 0;
+      const spaceKey = own(space);
+      const sorted = heads.map(own).sort(compareBytes);
+      const tx = db.transaction(['ops', 'heads'], 'readwrite');
+      const done = quiet(tx.done);
+      try {
+        const ops = tx.objectStore('ops');
+        const headsStore = tx.objectStore('heads');
+        const ids = batch.map((op) => own(op.opId));
+        // Every read issued at once: one round of requests, not one per op.
+        const [prev, ...existing] = await Promise.all([
+          headsStore.get(spaceKey),
+          ...ids.map((id) => ops.getKey([spaceKey, id])),
+        ]);
+        let seq = prev === undefined ? 0 : readHeads(prev).count;
+        const seen = new Set<string>();
+        const writes: Promise<unknown>[] = [];
+        for (const [i, op] of batch.entries()) {
+          const opId = ids[i] as Bytes;
+          const k = bytesKey(opId);
+          if (existing[i] !== undefined || seen.has(k)) continue;
+          seen.add(k);
+          writes.push(quiet(ops.add(record(spaceKey, opId, op, seq++))));
+          if (writes.length === 1) options.afterOpWrite?.(tx);
         }
-      }),
+        if (writes.length === 0) {
+          await done;
+          return 0;
+        }
+        writes.push(quiet(headsStore.put({ heads: sorted, count: seq }, spaceKey)));
+        await Promise.all([...writes, done]);
+        return writes.length - 1;
+      } catch (e) {
+        return abortAndThrow(tx, done, e);
+      }
+    });
 
-    putOps: (space, batch, heads) =>
-      attempt('putOps', async (db) => {
-        if (batch.length === 0) return 0;
-        const spaceKey = own(space);
-        const sorted = heads.map(own).sort(compareBytes);
-        const tx = db.transaction(['ops', 'heads'], 'readwrite');
-        const done = quiet(tx.done);
-        try {
-          const ops = tx.objectStore('ops');
-          const headsStore = tx.objectStore('heads');
-          const ids = batch.map((op) => own(op.opId));
-          // Every read issued at once: one round of requests, not one per op.
-          const [prev, ...existing] = await Promise.all([
-            headsStore.get(spaceKey),
-            ...ids.map((id) => ops.getKey([spaceKey, id])),
-          ]);
-          let seq = prev === undefined ? 0 : readHeads(prev).count;
-          const seen = new Set<string>();
-          const writes: Promise<unknown>[] = [];
-          for (const [i, op] of batch.entries()) {
-            const opId = ids[i] as Bytes;
-            const k = bytesKey(opId);
-            if (existing[i] !== undefined || seen.has(k)) continue;
-            seen.add(k);
-            writes.push(quiet(ops.add(record(spaceKey, opId, op, seq++))));
-            if (writes.length === 1) options.afterOpWrite?.(tx);
-          }
-          if (writes.length === 0) {
-            await done;
-            return 0;
-          }
-          writes.push(quiet(headsStore.put({ heads: sorted, count: seq }, spaceKey)));
-          await Promise.all([...writes, done]);
-          return writes.length - 1;
-        } catch (e) {
-          return abortAndThrow(tx, done, e);
-        }
-      }),
+  return {
+    putOps,
+
+    putOp: (space, op, heads) => putOps(space, [op], heads).then((stored) => stored === 1),
 
     getOp: (space, opId) =>
       attempt('getOp', async (db) => {
