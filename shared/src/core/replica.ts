@@ -402,8 +402,7 @@ export class SpaceReplica {
   private openContentSync(op: ContentOp): Uint8Array | null | undefined {
     const sync = this.aead.decryptSync;
     if (sync === undefined) return undefined;
-    const known = this.contentKeys.get(op.epoch.epoch);
-    const key = known?.find((k) => equalBytes(k.commitHash, op.epoch.commitHash))?.key;
+    const key = this.cachedContentKey(op.epoch);
     if (key === undefined) return undefined;
     try {
       return openContentSync(sync, key, contentAd(op.space, op.epoch, op.kind, op.author), op.body.content);
@@ -430,16 +429,25 @@ export class SpaceReplica {
     }
   }
 
-  private async contentKey(epoch: EpochRef): Promise<Uint8Array | undefined> {
+  private cachedContentKey(epoch: EpochRef): Uint8Array | undefined {
     const known = this.contentKeys.get(epoch.epoch);
-    for (const k of known ?? []) if (equalBytes(k.commitHash, epoch.commitHash)) return k.key;
+    if (known !== undefined)
+      for (const k of known) if (equalBytes(k.commitHash, epoch.commitHash)) return k.key;
+    return undefined;
+  }
+
+  private async contentKey(epoch: EpochRef): Promise<Uint8Array | undefined> {
+    const cached = this.cachedContentKey(epoch);
+    if (cached !== undefined) return cached;
     const key = await this.o.keys.contentKey(this.o.space, epoch);
     if (key === undefined) return undefined;
     const entry = { commitHash: epoch.commitHash, key };
+    const known = this.contentKeys.get(epoch.epoch);
     if (known === undefined) this.contentKeys.set(epoch.epoch, [entry]);
     else known.push(entry);
     return key;
   }
+
   /**
    * Whether this signed op was accepted already under another seal (the same op sealed again
    * has other sealed bytes, so another OpId). One Ed25519 signature cannot verify for two
