@@ -4,9 +4,13 @@
  * signature verification it uses, measured in the same run.
  *
  * Run: npm run bench:core   (node --expose-gc, so heap figures are after a full collection)
+ * Finding where the time goes: BENCH_CORE_SMALL=1 (10k only), BENCH_CORE_PROFILE=<file> (CPU
+ * profile of the pipeline), BENCH_CORE_HEAPPROF=<file> (sampled allocations, Node host run),
+ * BENCH_CORE_THREADS=1 (CPU µs per op of each thread, Linux), BENCH_CORE_RAW_CPU=1 (CPU µs per
+ * signature of the raw verification).
  * Last line: {"opsPerSec10k","opsPerSec100k","rawVerifyPerSec","heapBytesPerOp"}
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import inspector from 'node:inspector';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -25,8 +29,9 @@ const IN_FLIGHT = 100;
 /** Identities are made with WebCrypto (as in a browser); each host verifies with its own. */
 const ed = webCryptoEd25519();
 /**
- * The Node host's verifier, as the CLI has it (cli/src/home.ts): Node's `crypto.verify` on the
- * thread pool; WebCrypto with BENCH_CORE_ED=webcrypto. The raw rate is measured with the same
+ * The Node host's verifier, as the CLI has it (cli/src/home.ts): Node's `crypto.verify` in
+ * batches on verifier threads (shared/src/crypto/ed25519.node.ts); WebCrypto with
+ * BENCH_CORE_ED=webcrypto. The raw rate is measured with the same
  * one, 100 in flight. The browser worker's pipeline (WebCrypto throughout) is measured too,
  * against WebCrypto's own raw rate.
  */
@@ -51,23 +56,59 @@ async function pool<T>(items: readonly T[], width: number, f: (x: T) => Promise<
 }
 
 /** Profiles the pipeline alone when BENCH_CORE_PROFILE names a file (for finding hot spots). */
-function post(session: inspector.Session, method: string): Promise<unknown> {
+function post(session: inspector.Session, method: string, params?: object): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    session.post(method, (err, res) => {
+    session.post(method, params, (err, res) => {
       if (err) reject(err);
       else resolve(res);
     });
   });
 }
 
+/**
+ * CPU time of this process's main thread in µs, where Linux shows it (`/proc/thread-self`), else
+ * undefined. Unlike the event loop's busy share it does not count time the thread waited for a
+ * core, so it says what the pipeline's serial steps cost even on a loaded machine.
+ */
+function mainThreadCpuUs(): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${process.pid}/task/${process.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks * 10_000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU ticks (10 ms) of each thread of this process, by thread id (Linux). */
+function threadTicks(): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const t of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      m.set(t, Number(f[11]) + Number(f[12]));
+    } catch {
+      /* gone */
+    }
+  }
+  return m;
+}
+
 async function rawVerify(gen: Generated, count: number, verifier = nodeEd): Promise<number> {
   const sample = gen.signed.slice(0, count);
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   let ok = 0;
   await pool(sample, IN_FLIGHT, async (s) => {
     if (await verifier.verify(s.author, s.msg, s.sig)) ok++;
   });
   const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  if (process.env.BENCH_CORE_RAW_CPU === '1') {
+    console.log(`raw verify: CPU ${((cpu.user + cpu.system) / sample.length).toFixed(0)} µs per signature`);
+  }
   if (ok !== sample.length) throw new Error('raw verify failed');
   return (sample.length / ms) * 1000;
 }
@@ -100,8 +141,20 @@ async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'n
     await post(session, 'Profiler.enable');
     await post(session, 'Profiler.start');
   }
+  const heapProfile = process.env.BENCH_CORE_HEAPPROF;
+  const hs = heapProfile === undefined || host !== 'node' ? undefined : new inspector.Session();
+  if (hs !== undefined) {
+    hs.connect();
+    await post(hs, 'HeapProfiler.startSampling', {
+      samplingInterval: 2048,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    });
+  }
   const elu0 = performance.eventLoopUtilization();
   const cpu0 = process.cpuUsage();
+  const main0 = mainThreadCpuUs();
+  const tt0 = threadTicks();
   const t0 = performance.now();
   await pool(gen.sealed, IN_FLIGHT, async (s) => {
     const o = await replica.accept(s);
@@ -113,6 +166,19 @@ async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'n
   const mainBusy = performance.eventLoopUtilization(elu0).utilization;
   const cpu = process.cpuUsage(cpu0);
   const cpuUsPerOp = (cpu.user + cpu.system) / n;
+  const main1 = mainThreadCpuUs();
+  if (process.env.BENCH_CORE_THREADS === '1') {
+    const tt1 = threadTicks();
+    console.log(
+      [...tt1].map(([t, v]) => `${t}:${(((v - (tt0.get(t) ?? 0)) * 10_000) / n).toFixed(0)}`).join(' '),
+    );
+  }
+  const mainCpuUsPerOp = main0 === undefined || main1 === undefined ? undefined : (main1 - main0) / n;
+  if (hs !== undefined && heapProfile !== undefined) {
+    const r = (await post(hs, 'HeapProfiler.stopSampling')) as { profile: unknown };
+    writeFileSync(heapProfile, JSON.stringify(r.profile));
+    hs.disconnect();
+  }
   if (session !== undefined && profile !== undefined) {
     const { profile: p } = (await post(session, 'Profiler.stop')) as { profile: unknown };
     writeFileSync(profile, JSON.stringify(p));
@@ -132,6 +198,7 @@ async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'n
     ms,
     mainBusy,
     cpuUsPerOp,
+    mainCpuUsPerOp,
     heapPerOp,
     bufPerOp,
     sealedPerOp: gen.sealedBytes / n,
@@ -142,7 +209,7 @@ async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'n
 async function main(): Promise<void> {
   console.log(
     `bench:core on ${os.cpus()[0]?.model ?? 'unknown cpu'} x${os.cpus().length}, node ${process.version}; ` +
-      `Node host's verifier ${process.env.BENCH_CORE_ED === 'webcrypto' ? 'WebCrypto' : 'Node crypto.verify'}, ${IN_FLIGHT} in flight; bundled by esbuild`,
+      `Node host's verifier ${process.env.BENCH_CORE_ED === 'webcrypto' ? 'WebCrypto' : 'verifier threads (Node crypto.verify, batched)'}, ${IN_FLIGHT} in flight; bundled by esbuild`,
   );
   const people: DeviceIdentity[] = [];
   for (let i = 0; i < AUTHORS; i++) people.push((await createIdentity(ed, 1_700_000_000_000)).identity);
@@ -159,7 +226,8 @@ async function main(): Promise<void> {
   console.log(
     `10k ops:  ${small.opsPerSec.toFixed(0)} ops/s (${small.ms.toFixed(0)} ms), heap ${small.heapPerOp.toFixed(0)} B/op, ` +
       `buffers ${small.bufPerOp.toFixed(0)} B/op, sealed ${small.sealedPerOp.toFixed(0)} B/op; raw verify ${raw10.toFixed(0)}/s; ` +
-      `main thread busy ${(small.mainBusy * 100).toFixed(0)} %, CPU ${small.cpuUsPerOp.toFixed(0)} µs/op`,
+      `main thread busy ${(small.mainBusy * 100).toFixed(0)} %, CPU ${small.cpuUsPerOp.toFixed(0)} µs/op ` +
+      `(main thread ${small.mainCpuUsPerOp?.toFixed(0) ?? '?'})`,
   );
   if (process.env.BENCH_CORE_SMALL === '1') return;
   const big = await runPipeline(100_000, people, 'node');
@@ -167,7 +235,8 @@ async function main(): Promise<void> {
   console.log(
     `100k ops: ${big.opsPerSec.toFixed(0)} ops/s (${big.ms.toFixed(0)} ms), heap ${big.heapPerOp.toFixed(0)} B/op, ` +
       `buffers ${big.bufPerOp.toFixed(0)} B/op, sealed ${big.sealedPerOp.toFixed(0)} B/op; raw verify ${raw100.toFixed(0)}/s; ` +
-      `main thread busy ${(big.mainBusy * 100).toFixed(0)} %, CPU ${big.cpuUsPerOp.toFixed(0)} µs/op`,
+      `main thread busy ${(big.mainBusy * 100).toFixed(0)} %, CPU ${big.cpuUsPerOp.toFixed(0)} µs/op ` +
+      `(main thread ${big.mainCpuUsPerOp?.toFixed(0) ?? '?'})`,
   );
   const rawVerifyPerSec = Math.max(raw10, raw100);
   console.log(

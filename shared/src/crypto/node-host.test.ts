@@ -9,9 +9,39 @@ import { nodeSha256 } from './sha256.node.js';
 import { World } from '../core/scenario.js';
 import { testReplica } from '../core/testkit.js';
 import { runEd25519Tests } from './ed25519.conformance.js';
-import { nodeEd25519 } from './ed25519.node.js';
+import { crashVerifierThreadsForTests, nodeEd25519 } from './ed25519.node.js';
 
-runEd25519Tests('node (crypto.verify on the thread pool)', () => nodeEd25519());
+runEd25519Tests('node (verifier threads)', () => nodeEd25519());
+
+describe('the Node host verifier threads', () => {
+  it('answer every signature right when threads crash with batches unanswered, and start again', async () => {
+    const ed = nodeEd25519();
+    const keys = await Promise.all([ed.generate(), ed.generate(), ed.generate()]);
+    const items = await Promise.all(
+      Array.from({ length: 120 }, async (_, i) => {
+        const key = keys[i % keys.length] as (typeof keys)[number];
+        const msg = new TextEncoder().encode(`message ${i}`);
+        const sig = await key.sign(msg);
+        // Every third signature is for another message: it must verify false.
+        return {
+          key,
+          msg: i % 3 === 0 ? new TextEncoder().encode(`other ${i}`) : msg,
+          sig,
+          valid: i % 3 !== 0,
+        };
+      }),
+    );
+    const answers = items.map((x) => ed.verify(x.key.publicKey, x.msg, x.sig));
+    // The batches leave on the next turn of the event loop; crash the threads right after.
+    await new Promise((r) => setImmediate(r));
+    const crashed = await crashVerifierThreadsForTests();
+    expect(crashed).toBeGreaterThan(0);
+    expect(await Promise.all(answers)).toEqual(items.map((x) => x.valid));
+    // New threads serve what comes next.
+    const again = await Promise.all(items.map((x) => ed.verify(x.key.publicKey, x.msg, x.sig)));
+    expect(again).toEqual(items.map((x) => x.valid));
+  });
+});
 
 describe('the Node host crypto', () => {
   it('AES-GCM: the same bytes as WebCrypto both ways, and tampering is refused', async () => {

@@ -68,6 +68,19 @@ export const MAX_HOLDBACK_OPS = 10_000;
  */
 export const VERIFY_KEY_CACHE_ENTRIES = 4096;
 
+/**
+ * Signatures per message to a Node host's verifier thread. Small enough that every thread has
+ * work and answers come back steadily (a slice of 16 is about 3 ms of verifying here); large
+ * enough that the message costs little per signature.
+ */
+export const VERIFY_BATCH_ITEMS = 16;
+
+/**
+ * The nice value a Node host's verifier threads take on Linux (0 is normal, 19 the lowest).
+ * The event loop, which runs the pipeline's serial steps, then gets a core whenever it has work.
+ */
+export const VERIFY_THREAD_NICE = 10;
+
 /** Bytes. An MLS credential's identity: `[user, createdMs, certSig]` needs about 110. */
 export const MAX_MLS_CREDENTIAL_BYTES = 256;
 
