@@ -137,6 +137,16 @@ class Writer {
   }
 }
 
+/** {@link compareEncodedKeys} of two ranges of one buffer, without views of them. */
+function compareRanges(buf: Uint8Array, aStart: number, aEnd: number, bStart: number, bEnd: number): number {
+  const n = Math.min(aEnd - aStart, bEnd - bStart);
+  for (let i = 0; i < n; i++) {
+    const d = (buf[aStart + i] as number) - (buf[bStart + i] as number);
+    if (d !== 0) return d;
+  }
+  return aEnd - aStart - (bEnd - bStart);
+}
+
 function isArray(v: CborValue): v is readonly CborValue[] {
   return Array.isArray(v);
 }
@@ -241,8 +251,10 @@ class Reader {
         const n = this.arg(info);
         if (n > this.limits.maxArrayLength) this.fail('too-long', `array of ${n} items`);
         if (n > this.buf.length - this.pos) this.fail('truncated', 'array longer than the input');
-        const out: CborValue[] = [];
-        for (let i = 0; i < n; i++) out.push(this.value(depth + 1));
+        // Sized up front: an array grown by push starts with room for 16 items, and most of an
+        // op's arrays hold two or three.
+        const out = new Array<CborValue>(n);
+        for (let i = 0; i < n; i++) out[i] = this.value(depth + 1);
         return out;
       }
       case 5: {
@@ -259,10 +271,7 @@ class Reader {
           if (typeof k !== 'number' && typeof k !== 'string') this.fail('unsupported', 'map key type');
           const end = this.pos;
           if (prevStart >= 0) {
-            const c = compareEncodedKeys(
-              this.buf.subarray(prevStart, prevEnd),
-              this.buf.subarray(start, end),
-            );
+            const c = compareRanges(this.buf, prevStart, prevEnd, start, end);
             if (c >= 0) this.fail('non-canonical', c === 0 ? 'duplicate map key' : 'map keys out of order');
           }
           prevStart = start;
