@@ -209,8 +209,8 @@ export class SpaceReplica {
   private readonly contentKeys = new Map<number, { commitHash: Uint8Array; key: Uint8Array }[]>();
   /** OpIds of the current heads. */
   private readonly headIds = new Map<number, OpId>();
-  /** Device → the certificate that verified for it (all of it: user, time and signature). */
-  private readonly certsOk = new Map<string, DeviceCert>();
+  /** Device → the certificate that verified for it (all of it: user, time and signature) and its user key. */
+  private readonly certsOk = new Map<string, { readonly cert: DeviceCert; readonly userKey: string }>();
   private readonly aead: Aead;
   private readonly hash: (data: Uint8Array) => Uint8Array;
   private lock: Promise<unknown> = Promise.resolve();
@@ -393,21 +393,25 @@ export class SpaceReplica {
       return Promise.resolve(rejected(opId, 'malformed', 'the op and its envelope name different epochs'));
     }
     const deviceKey = bytesKey(op.author);
-    const signature = (): Promise<Opened | AcceptOutcome> =>
-      this.o.ed25519
-        .verify(op.author, unsignedBytes(plain), op.sig)
-        .then((ok) =>
-          ok
-            ? this.withContent({ opId, key, sealed, plain, op, deviceKey })
-            : rejected(opId, 'bad-signature', 'the op signature does not verify'),
-        );
     const certOk = this.certsOk.get(deviceKey);
-    if (certOk !== undefined && sameCert(certOk, op.cert)) return signature();
+    if (certOk !== undefined && sameCert(certOk.cert, op.cert)) {
+      return this.checkSignature({ opId, key, sealed, plain, op, deviceKey, userKey: certOk.userKey });
+    }
     return verifyDeviceCert(this.o.ed25519, op.author, op.cert).then((ok) => {
       if (!ok) return rejected(opId, 'bad-signature', 'the device certificate does not verify');
-      this.certsOk.set(deviceKey, op.cert);
-      return signature();
+      const userKey = bytesKey(op.cert.user);
+      this.certsOk.set(deviceKey, { cert: op.cert, userKey });
+      return this.checkSignature({ opId, key, sealed, plain, op, deviceKey, userKey });
     });
+  }
+
+  /** The op's own signature, by its device key (whose certificate verified). */
+  private checkSignature(v: Verified): Promise<Opened | AcceptOutcome> {
+    return this.o.ed25519
+      .verify(v.op.author, unsignedBytes(v.plain), v.op.sig)
+      .then((ok) =>
+        ok ? this.withContent(v) : rejected(v.opId, 'bad-signature', 'the op signature does not verify'),
+      );
   }
 
   /** A verified op with its content opened (where this device can open it). */
@@ -593,14 +597,14 @@ export class SpaceReplica {
 
     // 4. Causality.
     const deps: number[] = [];
-    const missing = new Set<string>();
+    let missing: Set<string> | undefined;
     for (const d of op.deps) {
       const dk = bytesKey(d);
       const i = table.indexOf(dk);
-      if (i === undefined) missing.add(dk);
+      if (i === undefined) (missing ??= new Set()).add(dk);
       else deps.push(i);
     }
-    if (missing.size > 0) {
+    if (missing !== undefined) {
       for (const m of missing) {
         let set = this.waiting.get(m);
         if (set === undefined) this.waiting.set(m, (set = new Set()));
@@ -622,13 +626,17 @@ export class SpaceReplica {
       }
     }
     if (op.hlc.wallMs > this.o.clock.now() + MAX_CLOCK_SKEW_MS) {
-      return this.hold(x.key, { why: 'clock-ahead', sealed: x.sealed, opened: x, missing }, opId);
+      return this.hold(x.key, { why: 'clock-ahead', sealed: x.sealed, opened: x, missing: new Set() }, opId);
     }
     const member = this.o.membership.memberAt(this.o.space, op.epoch, op.cert.user, op.author);
     if (member === 'not-member')
       return rejected(opId, 'not-member', 'the author was not a member in this epoch');
     if (member === 'unknown-epoch') {
-      return this.hold(x.key, { why: 'awaiting-epoch', sealed: x.sealed, opened: undefined, missing }, opId);
+      return this.hold(
+        x.key,
+        { why: 'awaiting-epoch', sealed: x.sealed, opened: undefined, missing: new Set() },
+        opId,
+      );
     }
 
     // 6. Authorization in the causal past.
@@ -890,6 +898,7 @@ interface Verified {
   readonly plain: Uint8Array;
   readonly op: SignedOp;
   readonly deviceKey: string;
+  readonly userKey: string;
 }
 
 function opened(
@@ -905,7 +914,7 @@ function opened(
     op: v.op,
     content,
     contentPlain,
-    userKey: bytesKey(v.op.cert.user),
+    userKey: v.userKey,
     deviceKey: v.deviceKey,
   };
 }
