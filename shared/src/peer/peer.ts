@@ -1068,7 +1068,11 @@ export class Peer {
     this.emit({ kind: 'accepted', space: h.space, op: ev.op.kind, opId: ev.opId, own });
     if (!own) {
       this.counts.accepted++;
-      this.retryHeldCommit(h);
+      // While the MLS follow runs it has not yet said whether a commit waits for ops: this op
+      // may be the one it waits for, so the follow runs once more when done (else a commit held
+      // for this op would wait for the next op or handshake to arrive, perhaps never).
+      if (h.mlsFollow !== 'idle') h.mlsFollow = 'again';
+      else this.retryHeldCommit(h);
       return;
     }
     // Own op: into the outbox (persisted there before `send` resolves), then to the relays.
