@@ -103,7 +103,11 @@ describe('the app', () => {
       await expect.poll(() => dialog.getByRole('button', { name: 'Copied' }).count()).toBe(1);
       expect(await a.evaluate(() => navigator.clipboard.readText())).toBe(link);
       expect(await seriousViolations(a)).toEqual([]);
-      await dialog.getByRole('button', { name: 'Close' }).click();
+      // Modal: the page behind it is inert, and Escape closes it.
+      await expect
+        .poll(() => a.evaluate(() => document.querySelector('dialog.invite')?.matches(':modal') ?? false))
+        .toBe(true);
+      await a.keyboard.press('Escape');
       await expect.poll(() => dialog.count()).toBe(0);
 
       // Bob opens the link in his own profile: after onboarding the app joins by it.
