@@ -81,6 +81,35 @@ export class ControlPast {
   }
 }
 
+/** Whether every item of the ascending `a` is in the ascending `b`. */
+function isSubset(a: Int32Array, b: Int32Array): boolean {
+  if (a.length > b.length) return false;
+  let j = 0;
+  for (const x of a) {
+    while (j < b.length && (b[j] as number) < x) j++;
+    if (j === b.length || b[j] !== x) return false;
+    j++;
+  }
+  return true;
+}
+
+/** The ascending union of two ascending sets. */
+function mergeSorted(a: Int32Array, b: Int32Array): Int32Array {
+  const out = new Int32Array(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let n = 0;
+  while (i < a.length || j < b.length) {
+    const x = i < a.length ? (a[i] as number) : Infinity;
+    const y = j < b.length ? (b[j] as number) : Infinity;
+    const v = x <= y ? x : y;
+    if (x === v) i++;
+    if (y === v) j++;
+    out[n++] = v;
+  }
+  return out.slice(0, n);
+}
+
 export class ControlPasts {
   readonly empty = new ControlPast(new Int32Array(0));
   private readonly interned = new Map<string, ControlPast>([['', this.empty]]);
@@ -105,10 +134,11 @@ export class ControlPasts {
       if (p.ops.length > largest.ops.length) largest = p;
     }
     if (same) return first;
-    const set = new Set<number>();
-    for (const p of pasts) for (const x of p.ops) set.add(x);
-    if (set.size === largest.ops.length) return largest;
-    return this.intern(Int32Array.from(set).sort());
+    // Usually one dep saw every control op the others saw: its set is the union, found
+    // without building anything (this runs for every op accepted).
+    let union = largest.ops;
+    for (const p of pasts) if (p !== largest && !isSubset(p.ops, union)) union = mergeSorted(union, p.ops);
+    return union === largest.ops ? largest : this.intern(union);
   }
 
   /** `past` plus `idx`, which is after every op in it (acceptance order). */
