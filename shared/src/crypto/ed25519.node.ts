@@ -3,7 +3,12 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Ed25519 } from '../ports/crypto.js';
 import { KEY_BYTES, SIG_BYTES, bytesKey, concatBytes, fromHex } from '../protocol/ids.js';
-import { VERIFY_BATCH_ITEMS, VERIFY_KEY_CACHE_ENTRIES, VERIFY_THREAD_NICE } from '../protocol/limits.js';
+import {
+  VERIFY_BATCH_ITEMS,
+  VERIFY_KEY_CACHE_ENTRIES,
+  VERIFY_THREAD_NICE,
+  VERIFY_THREADS_MAX,
+} from '../protocol/limits.js';
 import { isSmallOrder, webCryptoEd25519 } from './ed25519-webcrypto.js';
 
 /** DER prefix of a SubjectPublicKeyInfo for Ed25519 (RFC 8410); the 32-byte key follows. */
@@ -72,7 +77,7 @@ interface VerifierThread {
 
 /**
  * Ed25519 for Node hosts: keys and signing as `webCryptoEd25519`; verification on a pool of
- * verifier threads (one per core), in batches, at a lower priority than the calling thread.
+ * verifier threads (one per core, at most `VERIFY_THREADS_MAX`), in batches, at a lower priority than the calling thread.
  *
  * Why not `crypto.verify` with a callback on libuv's thread pool: each call then costs the
  * event loop a job object, a key lookup and a wake-up, and on a machine with as many busy
@@ -120,7 +125,10 @@ function flush(): void {
   const all = pool.queue;
   pool.queue = [];
   if (pool.threads.length === 0)
-    pool.threads = Array.from({ length: Math.max(1, availableParallelism()) }, () => undefined);
+    pool.threads = Array.from(
+      { length: Math.max(1, Math.min(VERIFY_THREADS_MAX, availableParallelism())) },
+      () => undefined,
+    );
   for (let i = 0; i < all.length; i += VERIFY_BATCH_ITEMS) send(all.slice(i, i + VERIFY_BATCH_ITEMS));
 }
 

@@ -81,6 +81,9 @@ export const VERIFY_BATCH_ITEMS = 16;
  */
 export const VERIFY_THREAD_NICE = 10;
 
+/** At most this many verifier threads (one per core up to it): each holds its own V8 heap. */
+export const VERIFY_THREADS_MAX = 8;
+
 /** Bytes. An MLS credential's identity: `[user, createdMs, certSig]` needs about 110. */
 export const MAX_MLS_CREDENTIAL_BYTES = 256;
 
