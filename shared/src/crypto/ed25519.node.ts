@@ -77,7 +77,8 @@ interface VerifierThread {
 
 /**
  * Ed25519 for Node hosts: keys and signing as `webCryptoEd25519`; verification on a pool of
- * verifier threads (one per core, at most `VERIFY_THREADS_MAX`), in batches, at a lower priority than the calling thread.
+ * verifier threads (one per core, at most `VERIFY_THREADS_MAX`), in batches, at a lower
+ * priority than the calling thread.
  *
  * Why not `crypto.verify` with a callback on libuv's thread pool: each call then costs the
  * event loop a job object, a key lookup and a wake-up, and on a machine with as many busy
