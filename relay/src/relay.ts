@@ -386,11 +386,8 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
   ): Promise<boolean> => {
     let out = await store.append(address, message, commitEpoch === undefined ? {} : { commitEpoch });
     if (out.kind === 'refused') out = await store.append(address, message);
-    if (out.kind === 'appended' && !out.duplicate) {
-      hub.appended(address, out.seq, message);
-      return true;
-    }
-    return false;
+    // The hub heard of a new message from the store's commit.
+    return out.kind === 'appended' && !out.duplicate;
   };
 
   pubsub.addEventListener('message', (evt: GossipSubEvents['message']) => {
