@@ -24,6 +24,7 @@ import {
   WireError,
   decodeRequest,
   encodeAnswer,
+  encodeMessageHead,
   protocolOf,
   statusName,
 } from '../../shared/src/protocol/wire.js';
@@ -251,7 +252,7 @@ export class ServerSubscription {
           break;
         }
         for (const m of page) {
-          this.session.answer({ kind: 'message', id: this.id, seq: m.seq, message: m.message });
+          this.session.push(this.id, m.seq, m.message);
           this.cursor = m.seq;
           this.credit--;
         }
@@ -293,6 +294,11 @@ export class ServerSession {
     this.channel.send(encodeAnswer(a));
   }
 
+  /** Pushes a subscription's message: the same bytes as `answer`, without copying `message`. */
+  push(id: RequestId, seq: number, message: Uint8Array): void {
+    if (this.closed) return;
+    this.channel.sendParts(encodeMessageHead(id, seq, message.length), message);
+  }
 
   /** True when a push can be written now (the common case: no promise, no timer). */
   canWrite(): boolean {

@@ -418,6 +418,27 @@ export function encodeAnswer(a: Answer): Uint8Array {
   }
 }
 
+/**
+ * The bytes of a `message` answer before its message: `encodeAnswer({ kind: 'message', id, seq,
+ * message })` is these bytes followed by `message`'s own (`length` of them). A relay pushing one
+ * message to many subscribers encodes only this per subscriber and sends the message's bytes
+ * as they are.
+ */
+export function encodeMessageHead(id: RequestId, seq: number, length: number): Uint8Array {
+  const fields = encode([Kind.message, id, seq]);
+  // [kind, id, seq] is a CBOR array of 3 (first byte 0x83); the frame is an array of 4.
+  fields[0] = 0x84;
+  let bstr: number[];
+  if (length < 24) bstr = [0x40 | length];
+  else if (length < 0x100) bstr = [0x58, length];
+  else if (length < 0x10000) bstr = [0x59, length >>> 8, length & 0xff];
+  else bstr = [0x5a, length >>> 24, (length >>> 16) & 0xff, (length >>> 8) & 0xff, length & 0xff];
+  const out = new Uint8Array(fields.length + bstr.length);
+  out.set(fields);
+  out.set(bstr, fields.length);
+  return out;
+}
+
 /** Which protocol a request belongs to: a relay refuses a request sent on another's stream. */
 export function protocolOf(
   r: Request,
