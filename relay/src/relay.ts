@@ -5,6 +5,7 @@
  * endpoints (ARCHITECTURE.md sections 8 to 10).
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { hash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { serveWeb } from './web.js';
 import type { AddressInfo } from 'node:net';
@@ -38,6 +39,7 @@ import { decodeSealed } from '../../shared/src/protocol/seal.js';
 import { BLOB_PROTOCOL, MAILBOX_PROTOCOL, SYNC_PROTOCOL } from '../../shared/src/protocol/wire.js';
 import { SEAL_BUCKETS } from '../../shared/src/protocol/limits.js';
 import { sha256 } from '../../shared/src/crypto/sha256.js';
+import { nodeSha256 } from '../../shared/src/crypto/sha256.node.js';
 import type { RelayConfig } from './config.js';
 import { PeerLimiter } from './limiter.js';
 import { relayMetrics } from './relay-metrics.js';
@@ -245,8 +247,9 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
         ...(config.backboneSigning === 'none'
           ? {
               globalSignaturePolicy: StrictNoSign,
-              msgIdFn: (msg) => sha256(msg.data),
-              fastMsgIdFn: (msg) => toHex(sha256(msg.data ?? new Uint8Array(0))),
+              // Node's native SHA-256: each backbone message is hashed for its id on both ends.
+              msgIdFn: (msg) => nodeSha256(msg.data),
+              fastMsgIdFn: (msg) => hash('sha256', msg.data ?? new Uint8Array(0), 'base64'),
             }
           : { globalSignaturePolicy: StrictSign }),
         D: 6,
