@@ -425,18 +425,35 @@ export function encodeAnswer(a: Answer): Uint8Array {
  * as they are.
  */
 export function encodeMessageHead(id: RequestId, seq: number, length: number): Uint8Array {
-  const fields = encode([Kind.message, id, seq]);
-  // [kind, id, seq] is a CBOR array of 3 (first byte 0x83); the frame is an array of 4.
-  fields[0] = 0x84;
-  let bstr: number[];
-  if (length < 24) bstr = [0x40 | length];
-  else if (length < 0x100) bstr = [0x58, length];
-  else if (length < 0x10000) bstr = [0x59, length >>> 8, length & 0xff];
-  else bstr = [0x5a, length >>> 24, (length >>> 16) & 0xff, (length >>> 8) & 0xff, length & 0xff];
-  const out = new Uint8Array(fields.length + bstr.length);
-  out.set(fields);
-  out.set(bstr, fields.length);
+  // Written by hand, not with `encode` (whose writer allocates a buffer per call): one per push.
+  const out = new Uint8Array(2 + uintHeadSize(id) + uintHeadSize(seq) + uintHeadSize(length));
+  out[0] = 0x84; // an array of 4
+  out[1] = Kind.message;
+  let at = writeHead(out, 2, 0, id);
+  at = writeHead(out, at, 0, seq);
+  writeHead(out, at, 2, length);
   return out;
+}
+
+/** Bytes of a CBOR head whose argument is `n` (a safe integer ≥ 0). */
+function uintHeadSize(n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x1_0000_0000 ? 5 : 9;
+}
+
+/** Writes the CBOR head of major type `major` with argument `n` at `at`; returns where it ends. */
+function writeHead(out: Uint8Array, at: number, major: number, n: number): number {
+  const m = major << 5;
+  const size = uintHeadSize(n);
+  if (size === 1) {
+    out[at] = m | n;
+    return at + 1;
+  }
+  out[at] = m | (size === 2 ? 24 : size === 3 ? 25 : size === 5 ? 26 : 27);
+  for (let i = size - 1, v = n; i >= 1; i--) {
+    out[at + i] = v % 256;
+    v = Math.floor(v / 256);
+  }
+  return at + size;
 }
 
 /** Which protocol a request belongs to: a relay refuses a request sent on another's stream. */
