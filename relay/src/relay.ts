@@ -256,6 +256,11 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
         Dlo: 4,
         Dhi: 12,
         floodPublish: false,
+        // IDONTWANT (a frame to every other mesh relay for each message received) only for large
+        // messages: for a 1 KiB op it costs about what the duplicate it may spare costs, and
+        // gossipsub builds and encodes it even when no mesh relay is left to tell (measured: 4.9 %
+        // of a relay's samples at 250 ops/s with two relays, where there never is one).
+        idontwantMinDataSize: 64 * 1024,
         allowPublishToZeroTopicPeers: true,
         ignoreDuplicatePublishError: true,
         maxInboundDataLength: MAX_FRAME_BYTES,
