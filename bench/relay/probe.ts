@@ -25,10 +25,13 @@ const relayCpu = (): number =>
   target.relays.reduce((a, r) => a + (readCpuSeconds(r.process.pid ?? 0) ?? 0), 0);
 for (const rate of rates) {
   const r0 = relayCpu();
+  const from = process.hrtime.bigint() / 1000n;
   const d0 = process.cpuUsage();
   const step = await runRate(swarm, rate, { durationMs: Number(process.env.BENCH_RELAY_STEP_MS ?? 3000) });
   Object.assign(step, judge(step, {}));
   log(formatStep('conclave', step));
+  // The step's window on the monotonic clock CPU profiles use (µs), to cut a profile to it.
+  log(`  window FROM=${from} TO=${process.hrtime.bigint() / 1000n}`);
   const d = process.cpuUsage(d0);
   const n = Math.max(1, step.delivered);
   log(

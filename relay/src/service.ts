@@ -24,6 +24,7 @@ import {
   WireError,
   decodeRequest,
   encodeAnswer,
+  encodeMessageHead,
   protocolOf,
   statusName,
 } from '../../shared/src/protocol/wire.js';
@@ -57,9 +58,14 @@ export interface ServiceContext {
   readonly stopping: boolean;
 }
 
-/** Messages of one address kept in memory for its live subscribers: most recent last. */
+/**
+ * Messages of one subscribed address kept in memory for its live subscribers: the contiguous
+ * range `firstSeq..lastSeq` of what is on disk (most recent last; empty when `firstSeq` is
+ * `lastSeq + 1`), where `lastSeq` is the store's last seq of the address.
+ */
 interface Recent {
   firstSeq: number;
+  lastSeq: number;
   readonly messages: Uint8Array[];
   bytes: number;
 }
@@ -71,17 +77,29 @@ const RECENT_BYTES = 4 * 1024 * 1024;
 /**
  * Subscribers by address, so an append wakes the subscriptions of its mailbox, and the latest
  * messages of each subscribed address in memory: a live append is pushed to every subscriber
- * from here instead of one disk read per subscriber.
+ * from here instead of one disk read per subscriber, and a subscriber that has everything is
+ * told so without asking the disk.
+ *
+ * The store tells the hub of every new message synchronously right after its commit (before
+ * anyone can read it from disk), so for a subscribed address the hub's `lastSeq` is the store's.
  */
 export class Hub {
   private readonly subs = new Map<string, Set<ServerSubscription>>();
   private readonly recent = new Map<string, Recent>();
 
-  constructor(private readonly store: RelayStore) {}
+  constructor(private readonly store: RelayStore) {
+    store.onAppended((address, seq, message) => {
+      this.appended(address, seq, message);
+    });
+  }
 
   add(s: ServerSubscription): void {
     let set = this.subs.get(s.key);
-    if (set === undefined) this.subs.set(s.key, (set = new Set()));
+    if (set === undefined) {
+      this.subs.set(s.key, (set = new Set()));
+      const lastSeq = this.store.lastSeq(s.address);
+      this.recent.set(s.key, { firstSeq: lastSeq + 1, lastSeq, messages: [], bytes: 0 });
+    }
     set.add(s);
   }
 
@@ -95,16 +113,19 @@ export class Hub {
     }
   }
 
-  /** A new message is durable at `seq`: remember it for subscribers and wake them. */
-  appended(address: Uint8Array, seq: number, message: Uint8Array): void {
+  /** A new message is durable at `seq` (from the store's commit): remember it and wake subscribers. */
+  private appended(address: Uint8Array, seq: number, message: Uint8Array): void {
     const key = bytesKey(address);
     const set = this.subs.get(key);
-    if (set === undefined) return;
-    let r = this.recent.get(key);
-    if (r === undefined || r.firstSeq + r.messages.length !== seq) {
-      r = { firstSeq: seq, messages: [], bytes: 0 };
-      this.recent.set(key, r);
+    const r = this.recent.get(key);
+    if (set === undefined || r === undefined || seq <= r.lastSeq) return;
+    if (seq !== r.lastSeq + 1) {
+      // Not expected (every commit is announced); the gap is then read from disk.
+      r.messages.length = 0;
+      r.bytes = 0;
+      r.firstSeq = seq;
     }
+    r.lastSeq = seq;
     // A copy: `message` may be a view into a larger network buffer that should not stay alive.
     r.messages.push(message.slice());
     r.bytes += message.length;
@@ -115,7 +136,10 @@ export class Hub {
     for (const s of set) s.pump();
   }
 
-  /** Messages after `cursor`, from memory when they are all there, else from disk. */
+  /**
+   * Messages after `cursor`: none when the cursor is at the last seq, from memory when they are
+   * all there, else from disk.
+   */
   readAfter(
     address: Uint8Array,
     key: string,
@@ -133,9 +157,15 @@ export class Hub {
         out.push({ seq: r.firstSeq + i, message });
         size += message.length;
       }
-      if (out.length > 0 || cursor >= this.store.lastSeq(address)) return out;
+      return out;
     }
+    if (r !== undefined && cursor >= r.lastSeq) return [];
     return this.store.readAfter(address, cursor, limit, maxBytes);
+  }
+
+  /** The last seq of a subscribed address (from memory), else the store's. */
+  lastSeq(address: Uint8Array, key: string): number {
+    return this.recent.get(key)?.lastSeq ?? this.store.lastSeq(address);
   }
 
   get count(): number {
@@ -191,11 +221,14 @@ export class ServerSubscription {
     this.pumping = true;
     void this.run().finally(() => {
       this.pumping = false;
+      // A wake-up after `run` last looked (its promise settles a microtask after it returned, and
+      // one commit announces many messages in a row): run again, or that message waits for the next.
+      if (this.wokenAgain()) this.pump();
     });
   }
 
   private async run(): Promise<void> {
-    const { store, hub } = this.session.ctx;
+    const { hub } = this.session.ctx;
     do {
       this.again = false;
       while (!this.ended && this.credit > 0) {
@@ -214,12 +247,12 @@ export class ServerSubscription {
         if (page.length === 0) {
           if (!this.liveSent) {
             this.liveSent = true;
-            this.session.answer({ kind: 'live', id: this.id, lastSeq: store.lastSeq(this.address) });
+            this.session.answer({ kind: 'live', id: this.id, lastSeq: hub.lastSeq(this.address, this.key) });
           }
           break;
         }
         for (const m of page) {
-          this.session.answer({ kind: 'message', id: this.id, seq: m.seq, message: m.message });
+          this.session.push(this.id, m.seq, m.message);
           this.cursor = m.seq;
           this.credit--;
         }
@@ -259,6 +292,12 @@ export class ServerSession {
   answer(a: Answer): void {
     if (this.closed) return;
     this.channel.send(encodeAnswer(a));
+  }
+
+  /** Pushes a subscription's message: the same bytes as `answer`, without copying `message`. */
+  push(id: RequestId, seq: number, message: Uint8Array): void {
+    if (this.closed) return;
+    this.channel.sendParts(encodeMessageHead(id, seq, message.length), message);
   }
 
   /** True when a push can be written now (the common case: no promise, no timer). */
@@ -386,7 +425,6 @@ export class ServerSession {
         this.answer({ kind: 'ack', id: r.id, seq: out.seq });
         if (!out.duplicate) {
           ctx.metrics.appendBytes.inc({}, r.message.length);
-          ctx.hub.appended(r.address, out.seq, r.message);
           ctx.appended(r.address, r.message, r.commitEpoch, replica);
         }
         return;

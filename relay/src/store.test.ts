@@ -232,6 +232,39 @@ describe('RelayStore mailboxes', () => {
     expect(appended(await store.append(A, msg('x'))).seq).toBe(2);
   });
 
+  it('tells its listener of each new message once committed, in seq order, before any caller resumes', async () => {
+    const dir = tempDir();
+    const store = openStore(dir);
+    const heard: string[] = [];
+    store.onAppended((address, seq, message) => {
+      // Durable when heard: the listener sees what the disk holds.
+      expect(store.lastSeq(address)).toBeGreaterThanOrEqual(seq);
+      heard.push(`${toHex(address).slice(0, 2)}:${seq}:${new TextDecoder().decode(message)}`);
+    });
+    const resumed: string[] = [];
+    const first = await Promise.all([
+      store.append(A, msg('a1')).then(() => resumed.push(`a1 after ${heard.length}`)),
+      store.append(B, msg('b1')),
+      store.append(A, msg('a2')),
+      store.append(A, msg('e5'), { commitEpoch: 5 }),
+    ]);
+    expect(first).toHaveLength(4);
+    // Every message of the batch was heard before the first caller resumed.
+    expect(resumed).toEqual(['a1 after 4']);
+    expect(heard).toEqual(['aa:1:a1', 'bb:1:b1', 'aa:2:a2', 'aa:3:e5']);
+    // A duplicate, a refused commit and a failed batch are not new messages.
+    await store.append(A, msg('a1'));
+    expect((await store.append(A, msg('x5'), { commitEpoch: 5 })).kind).toBe('refused');
+    const other = new Database(join(dir, STORE_FILE));
+    other.exec('BEGIN IMMEDIATE');
+    await expect(store.append(B, msg('lost'))).rejects.toMatchObject({ code: 'io' });
+    other.exec('ROLLBACK');
+    other.close();
+    expect(heard).toHaveLength(4);
+    await store.append(B, msg('b2'));
+    expect(heard.at(-1)).toBe('bb:2:b2');
+  });
+
   it('group-commits 1,000 concurrent appends with distinct dense seqs, each caller its own', async () => {
     const store = openStore(tempDir());
     const messages = Array.from({ length: 1000 }, (_, i) => msg(`concurrent ${i}`, 1024));

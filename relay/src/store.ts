@@ -176,6 +176,13 @@ interface MailboxRow {
   epoch_floor: number;
 }
 
+/**
+ * Told of every new message right after the transaction that stored it committed, in seq order,
+ * before any caller's promise settles: nothing can read a seq from disk that the listener was not
+ * told of yet.
+ */
+export type AppendListener = (address: Uint8Array, seq: number, message: Uint8Array) => void;
+
 /** A write waiting for the next group commit. */
 interface PendingWrite {
   readonly bytes: number;
@@ -219,6 +226,9 @@ export class RelayStore {
   private readonly queue: PendingWrite[] = [];
   private scheduled: NodeJS.Immediate | undefined;
   private closed = false;
+  private appendListener: AppendListener | undefined;
+  /** New messages of the transaction in progress, for the listener once it committed. */
+  private committing: { address: Uint8Array; seq: number; message: Uint8Array }[] = [];
   private readonly commit: Database.Transaction<(batch: readonly PendingWrite[]) => (() => void)[]>;
 
   private readonly s: {
@@ -398,7 +408,16 @@ export class RelayStore {
     else s.bumpMailbox.run(message.length, address);
     s.insertMessage.run(address, seq, hash, now, message.length, message);
     if (epoch !== undefined) s.insertEpoch.run(address, epoch, hash, seq);
+    if (this.appendListener !== undefined) this.committing.push({ address, seq, message });
     return { kind: 'appended', seq, hash, duplicate: false };
+  }
+
+  /**
+   * Sets the one listener told of every new message once it is durable (see {@link AppendListener});
+   * `undefined` removes it. Duplicates and refused appends are not new messages.
+   */
+  onAppended(listener: AppendListener | undefined): void {
+    this.appendListener = listener;
   }
 
   /**
@@ -623,13 +642,20 @@ export class RelayStore {
     }
     const batch = this.queue.splice(0, n);
     let settle: (() => void)[];
+    this.committing = [];
     try {
       settle = this.commit.immediate(batch);
     } catch (error) {
+      this.committing = [];
       const failure = toStoreError(error, 'write failed');
       for (const w of batch) w.fail(failure);
       return;
     }
+    // Settling only queues the callers' continuations; the listener runs before any of them.
     for (const f of settle) f();
+    const fresh = this.committing;
+    this.committing = [];
+    const listener = this.appendListener;
+    if (listener !== undefined) for (const m of fresh) listener(m.address, m.seq, m.message);
   }
 }

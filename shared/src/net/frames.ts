@@ -15,6 +15,11 @@ export interface FrameChannel {
    * the caller should wait for `drained()` before sending more (frames are still kept).
    */
   send(frame: Uint8Array): boolean;
+  /**
+   * Like `send` for the frame made of `head` then `body`, without joining them first (a relay
+   * pushes one message's bytes to many subscribers, each with its own head).
+   */
+  sendParts(head: Uint8Array, body: Uint8Array): boolean;
   /** Resolves when the transport can take more; rejects when the stream closed. */
   drained(): Promise<void>;
   /** True when `send` can be called now without waiting for `drained()`. */
@@ -136,16 +141,23 @@ export function frameChannel(stream: Stream, maxFrameBytes: number, handlers: Fr
     { once: true },
   );
 
+  const queue = (...parts: Uint8Array[]): boolean => {
+    if (closed || stream.writeStatus !== 'writable') return false;
+    if (pending === undefined) {
+      pending = new Uint8ArrayList();
+      later(flush);
+    }
+    pending.append(...parts);
+    if (pending.byteLength >= COALESCE_BYTES) flush();
+    return !stream.writableNeedsDrain;
+  };
+
   return {
     send(frame) {
-      if (closed || stream.writeStatus !== 'writable') return false;
-      if (pending === undefined) {
-        pending = new Uint8ArrayList();
-        later(flush);
-      }
-      pending.append(varint(frame.length), frame);
-      if (pending.byteLength >= COALESCE_BYTES) flush();
-      return !stream.writableNeedsDrain;
+      return queue(varint(frame.length), frame);
+    },
+    sendParts(head, body) {
+      return queue(varint(head.length + body.length), head, body);
     },
     async drained() {
       flush();

@@ -418,6 +418,44 @@ export function encodeAnswer(a: Answer): Uint8Array {
   }
 }
 
+/**
+ * The bytes of a `message` answer before its message: `encodeAnswer({ kind: 'message', id, seq,
+ * message })` is these bytes followed by `message`'s own (`length` of them). A relay pushing one
+ * message to many subscribers encodes only this per subscriber and sends the message's bytes
+ * as they are.
+ */
+export function encodeMessageHead(id: RequestId, seq: number, length: number): Uint8Array {
+  // Written by hand, not with `encode` (whose writer allocates a buffer per call): one per push.
+  const out = new Uint8Array(2 + uintHeadSize(id) + uintHeadSize(seq) + uintHeadSize(length));
+  out[0] = 0x84; // an array of 4
+  out[1] = Kind.message;
+  let at = writeHead(out, 2, 0, id);
+  at = writeHead(out, at, 0, seq);
+  writeHead(out, at, 2, length);
+  return out;
+}
+
+/** Bytes of a CBOR head whose argument is `n` (a safe integer ≥ 0). */
+function uintHeadSize(n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x1_0000_0000 ? 5 : 9;
+}
+
+/** Writes the CBOR head of major type `major` with argument `n` at `at`; returns where it ends. */
+function writeHead(out: Uint8Array, at: number, major: number, n: number): number {
+  const m = major << 5;
+  const size = uintHeadSize(n);
+  if (size === 1) {
+    out[at] = m | n;
+    return at + 1;
+  }
+  out[at] = m | (size === 2 ? 24 : size === 3 ? 25 : size === 5 ? 26 : 27);
+  for (let i = size - 1, v = n; i >= 1; i--) {
+    out[at + i] = v % 256;
+    v = Math.floor(v / 256);
+  }
+  return at + size;
+}
+
 /** Which protocol a request belongs to: a relay refuses a request sent on another's stream. */
 export function protocolOf(
   r: Request,
