@@ -38,7 +38,7 @@ import { MALFORMED_FRAMES_ALLOWED } from './limiter.js';
 import { BACKBONE_PREFIX } from './relay.js';
 import { type SpawnedRelay, spawnRelay, tempDir } from './testing/spawn.js';
 import { type RawStream, openRaw, rawNode, varint } from './testing/raw.js';
-import { address, collect, message, metric, until } from './testing/util.js';
+import { address, collect, message, metric, sealedMessage, until } from './testing/util.js';
 
 /** Requests per second per peer on the relay under test (bursts up to twice that). */
 const RATE = 50;
@@ -344,6 +344,22 @@ describe('a relay under hostile input', () => {
     });
     expect(answer).toEqual({ kind: 'refused', id: 1, status: Status.tooLarge });
     await assertServesOthers();
+  });
+
+  it('refuses at append what the backbone refuses: a padding bucket’s length that is no sealed op of its mailbox', async () => {
+    const link = await client();
+    const addr = mailbox();
+    // 1,024 bytes of no sealed op, and a sealed op of another mailbox: both refused, nothing stored.
+    const refused = { name: 'NetworkError', code: 'refused', status: 'malformed' };
+    await expect(link.append(addr, message(0x5e, 1, 1024))).rejects.toMatchObject(refused);
+    await expect(link.append(addr, sealedMessage(mailbox(), 2))).rejects.toMatchObject(refused);
+    // A sealed op of this mailbox, and an opaque message of another length, are stored.
+    const sealed = sealedMessage(addr, 3);
+    expect(await link.append(addr, sealed)).toEqual({ kind: 'appended', seq: 1 });
+    expect(await link.append(addr, message(0x5e, 4, 1000))).toEqual({ kind: 'appended', seq: 2 });
+    const got = await collect(link, addr, 2, { timeoutMs: 10_000 });
+    expect(got.messages.map((m) => toHex(m))).toEqual([toHex(sealed), toHex(message(0x5e, 4, 1000))]);
+    await link.close();
   });
 
   it('refuses a blob chunk that does not hash to its address and stores it under no hash', async () => {

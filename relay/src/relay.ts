@@ -33,11 +33,10 @@ import * as Digest from 'multiformats/hashes/digest';
 import type { Logger } from 'pino';
 import { RelaySession } from '../../shared/src/net/session.js';
 import { type CborValue, decode, encode } from '../../shared/src/protocol/cbor.js';
-import { bytesKey, compareBytes, equalBytes, toHex } from '../../shared/src/protocol/ids.js';
+import { bytesKey, compareBytes, toHex } from '../../shared/src/protocol/ids.js';
 import { MAX_FRAME_BYTES, MAX_MAILBOX_MESSAGE_BYTES } from '../../shared/src/protocol/limits.js';
-import { decodeSealed } from '../../shared/src/protocol/seal.js';
+import { envelopeProblem } from './envelope.js';
 import { BLOB_PROTOCOL, MAILBOX_PROTOCOL, SYNC_PROTOCOL } from '../../shared/src/protocol/wire.js';
-import { SEAL_BUCKETS } from '../../shared/src/protocol/limits.js';
 import { sha256 } from '../../shared/src/crypto/sha256.js';
 import { nodeSha256 } from '../../shared/src/crypto/sha256.node.js';
 import type { RelayConfig } from './config.js';
@@ -186,15 +185,8 @@ export function checkGossip(topic: string, data: Uint8Array): GossipCheck {
   if (epoch !== null && (typeof epoch !== 'number' || epoch < 0)) return { ok: false, reason: 'epoch' };
   if (topic !== BACKBONE_PREFIX + toHex(address))
     return { ok: false, reason: 'address does not match the topic' };
-  // A message of a padding bucket's length must be a well-formed sealed op of this topic.
-  if (SEAL_BUCKETS.includes(message.length)) {
-    try {
-      if (!equalBytes(decodeSealed(message).topic, address))
-        return { ok: false, reason: 'sealed op of another topic' };
-    } catch {
-      return { ok: false, reason: 'malformed sealed op' };
-    }
-  }
+  const problem = envelopeProblem(address, message);
+  if (problem !== undefined) return { ok: false, reason: problem };
   return { ok: true, address, message, commitEpoch: epoch ?? undefined };
 }
 

@@ -28,6 +28,7 @@ import {
   protocolOf,
   statusName,
 } from '../../shared/src/protocol/wire.js';
+import { envelopeProblem } from './envelope.js';
 import type { PeerLimiter } from './limiter.js';
 import type { RelayMetrics } from './relay-metrics.js';
 import type { RelayStore, StoredMessage } from './store.js';
@@ -410,6 +411,10 @@ export class ServerSession {
       case 'append':
       case 'replicate': {
         const replica = r.kind === 'replicate';
+        if (envelopeProblem(r.address, r.message) !== undefined) {
+          this.refuse(r.id, 'malformed');
+          return;
+        }
         const options = r.commitEpoch === undefined ? {} : { commitEpoch: r.commitEpoch };
         let out = await ctx.store.append(r.address, r.message, options);
         if (out.kind === 'refused' && replica) {

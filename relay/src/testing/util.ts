@@ -1,5 +1,7 @@
 /** Small helpers shared by the relay's integration tests and the relay benchmark. */
 import type { RelayLink } from '../../../shared/src/ports/network.js';
+import type { TopicId } from '../../../shared/src/protocol/index.js';
+import { NONCE_BYTES, encodeSealed } from '../../../shared/src/protocol/seal.js';
 import type { SpawnedRelay } from './spawn.js';
 
 /** A 32-byte mailbox address whose first byte is `n`. */
@@ -10,13 +12,32 @@ export function address(n: number, salt = 0x5a): Uint8Array {
   return a;
 }
 
-/** A message of `size` bytes carrying `tag` and index `i` in its first 8 bytes. */
-export function message(tag: number, i: number, size = 1024): Uint8Array {
+/**
+ * A message of `size` bytes carrying `tag` and index `i` in its first 8 bytes. Opaque to a relay
+ * (like an MLS handshake): the default is no padding bucket's length, which only sealed ops have.
+ */
+export function message(tag: number, i: number, size = 1000): Uint8Array {
   const m = new Uint8Array(size);
   const v = new DataView(m.buffer);
   v.setUint32(0, tag);
   v.setUint32(4, i);
   return m;
+}
+
+/** A well-formed sealed op of `address` exactly `size` bytes long (a padding bucket's length). */
+export function sealedMessage(address: Uint8Array, tag: number, size = 1024): Uint8Array {
+  for (let n = size; n > 0; n--) {
+    const ciphertext = new Uint8Array(n);
+    new DataView(ciphertext.buffer).setUint32(0, tag);
+    const bytes = encodeSealed({
+      topic: address as TopicId,
+      epoch: { epoch: 1, commitHash: new Uint8Array(32) },
+      nonce: new Uint8Array(NONCE_BYTES),
+      ciphertext,
+    });
+    if (bytes.length === size) return bytes;
+  }
+  throw new Error(`no sealed op is ${size} bytes long`);
 }
 
 export function indexOf(m: Uint8Array): number {
