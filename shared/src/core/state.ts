@@ -555,6 +555,10 @@ export class SpaceState {
         }
       }
     }
+    // Targets found while applying (a deleted post, the changes an edit builds on) are in this
+    // op's causal past too; left in `confirmed`, they would be credited to the next op applied.
+    for (const t of this.confirmed) this.witness.set(t, idx);
+    this.confirmed.length = 0;
     return { idx, late };
   }
 
