@@ -978,7 +978,12 @@ export class Host implements ConclaveApi {
       const peer = this.peer;
       if (peer === undefined) return { outboxLeft: 0 };
       this.awayFrom ??= postKeys(peer);
-      return { outboxLeft: peer.isOnline() ? await peer.pool.flush() : peer.network.outbox };
+      // Alongside the outbox: the app may be killed once hidden, and a saved state spares the
+      // next start applying what arrived since the last checkpoint.
+      const saved = peer.saveCheckpoints();
+      const outboxLeft = peer.isOnline() ? await peer.pool.flush() : peer.network.outbox;
+      await saved;
+      return { outboxLeft };
     });
   }
 
