@@ -486,6 +486,13 @@ export class Host implements ConclaveApi {
 
   setRelays(relays: readonly string[]) {
     return run(async () => {
+      const saved = await this.relays();
+      if (saved.length === relays.length && saved.every((r, i) => r === relays[i])) {
+        // These are the device's relays already (a page that offers the deployment's relays
+        // while the peer is still opening, so it saw none): nothing to restart.
+        await this.open();
+        return this.networkItem();
+      }
       const { isRelayAddress } = await libp2pModule();
       for (const r of relays) {
         if (!isRelayAddress(r)) throw new PeerError('invalid', `"${r}" is not a relay multiaddr`);
