@@ -743,7 +743,7 @@ export class SpaceState {
       };
       let body: Bodies[ControlKind];
       try {
-        body = codec.decode(list(c[2], codec.fields)) as Bodies[ControlKind];
+        body = codec.decode(list(owned(c[2]), codec.fields)) as Bodies[ControlKind];
       } catch (e) {
         if (e instanceof CodecError) corrupt(`a control op body: ${e.message}`);
         throw e;
@@ -1231,6 +1231,13 @@ export class SpaceState {
 export type { DeviceId };
 
 const KIND_BY_CODE = new Map<number, OpKind>(OP_KINDS.map((k) => [KIND_CODES[k], k]));
+
+/** `v` with its byte strings copied: a view would keep the whole checkpoint record in memory. */
+function owned(v: CborValue | undefined): CborValue | undefined {
+  if (v instanceof Uint8Array) return v.slice();
+  if (Array.isArray(v)) return (v as readonly CborValue[]).map((x) => owned(x) ?? null);
+  return v;
+}
 
 /** A blob reference from its wire form in a checkpoint. */
 function blob(v: CborValue): BlobRef {
