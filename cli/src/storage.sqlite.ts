@@ -205,8 +205,8 @@ function sqliteStorage(conn: Connection, options: SqliteStorageOptions): Storage
     },
   );
 
-  async function* listFrom(space: Uint8Array): AsyncGenerator<StoredOp> {
-    let after = -1;
+  async function* listFrom(space: Uint8Array, from: number): AsyncGenerator<StoredOp> {
+    let after = Math.max(0, from) - 1;
     for (;;) {
       // A batch per query, never a cursor held across a yield: the consumer may write meanwhile.
       const batch = await conn.run('listOps', () => s.listOps.all(space, after, LIST_BATCH));
@@ -248,7 +248,7 @@ function sqliteStorage(conn: Connection, options: SqliteStorageOptions): Storage
     getHeads: (space) => conn.run('getHeads', () => s.heads.all(space).map((r) => bytes(r, 'head') as OpId)),
 
     // Copied now: the generator's body runs only at the first `next()`.
-    listOps: (space) => listFrom(space.slice()),
+    listOps: (space, from = 0) => listFrom(space.slice(), from),
 
     countOps: (space) => conn.run('countOps', () => countOf(space)),
 

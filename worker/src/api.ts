@@ -294,8 +294,9 @@ export interface ConclaveApi {
 
   /**
    * The app goes to the background (hidden, or paused by the phone, which may then suspend or
-   * kill it): offers the outbox to the relays now. Mailbox cursors are saved as each message
-   * is handled (a message whose cursor was not saved comes again and is a no-op).
+   * kill it): offers the outbox to the relays now, and saves each Space's state checkpoint that
+   * is behind. Mailbox cursors are saved as each message is handled (a message whose cursor was
+   * not saved comes again and is a no-op).
    */
   suspend(): Promise<Result<{ outboxLeft: number }>>;
   /**

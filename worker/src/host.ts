@@ -486,6 +486,13 @@ export class Host implements ConclaveApi {
 
   setRelays(relays: readonly string[]) {
     return run(async () => {
+      const saved = await this.relays();
+      if (saved.length === relays.length && saved.every((r, i) => r === relays[i])) {
+        // These are the device's relays already (a page that offers the deployment's relays
+        // while the peer is still opening, so it saw none): nothing to restart.
+        await this.open();
+        return this.networkItem();
+      }
       const { isRelayAddress } = await libp2pModule();
       for (const r of relays) {
         if (!isRelayAddress(r)) throw new PeerError('invalid', `"${r}" is not a relay multiaddr`);
@@ -978,7 +985,12 @@ export class Host implements ConclaveApi {
       const peer = this.peer;
       if (peer === undefined) return { outboxLeft: 0 };
       this.awayFrom ??= postKeys(peer);
-      return { outboxLeft: peer.isOnline() ? await peer.pool.flush() : peer.network.outbox };
+      // Alongside the outbox: the app may be killed once hidden, and a saved state spares the
+      // next start applying what arrived since the last checkpoint.
+      const saved = peer.saveCheckpoints();
+      const outboxLeft = peer.isOnline() ? await peer.pool.flush() : peer.network.outbox;
+      await saved;
+      return { outboxLeft };
     });
   }
 

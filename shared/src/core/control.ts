@@ -7,7 +7,9 @@
  * it (`ControlPast`), interned so that the many ops sharing one past share one object, and
  * the authority it confers (`AuthState`) is computed once per distinct past.
  */
+import type { CborValue } from '../protocol/cbor.js';
 import { bytesKey } from '../protocol/ids.js';
+import { bin, column, columnBytes, corrupt, int, list, nullable } from './checkpoint.js';
 import type { Bodies, EpochRef, HistoryVisibility, Hlc, Role } from '../protocol/index.js';
 import type { OpTable } from './optable.js';
 
@@ -156,6 +158,54 @@ export class ControlPasts {
 
   get size(): number {
     return this.interned.size;
+  }
+
+  /**
+   * Every interned set as checkpoint items, in the order interned (the empty set first), each
+   * with the set it extends and the op it adds; `index` numbers them for the items that refer
+   * to one. The authority each set confers is not kept: it is computed again when asked.
+   */
+  snapshot(): { items: CborValue; index: Map<ControlPast, number> } {
+    const index = new Map<ControlPast, number>();
+    for (const p of this.interned.values()) index.set(p, index.size);
+    const items: CborValue[] = [];
+    for (const p of this.interned.values()) {
+      const parent = p.parent === undefined ? null : (index.get(p.parent) ?? null);
+      items.push([columnBytes(p.ops, p.ops.length), parent, p.added ?? null]);
+    }
+    return { items, index };
+  }
+
+  /**
+   * Interns the sets of {@link snapshot}'s items into this fresh instance; returns them by number.
+   *
+   * @throws CheckpointError `corrupt`
+   */
+  restore(v: CborValue | undefined, opCount: number): ControlPast[] {
+    const items = list(v);
+    if (this.interned.size !== 1) throw new Error('restore into a fresh ControlPasts only');
+    const out: ControlPast[] = [];
+    for (const [i, item] of items.entries()) {
+      const f = list(item, 3);
+      const ops = column(f[0], Int32Array, bin(f[0]).length / 4);
+      for (let k = 0; k < ops.length; k++) {
+        const x = ops[k] as number;
+        if (x < 0 || x >= opCount || (k > 0 && x <= (ops[k - 1] as number)))
+          corrupt('a control set out of order');
+      }
+      if ((i === 0) !== (ops.length === 0)) corrupt('the empty control set is not first');
+      const p = i === 0 ? this.empty : this.intern(ops);
+      if (this.interned.size !== i + 1) corrupt('a control set twice');
+      const parent = nullable(f[1], (x) => int(x));
+      if (parent !== null) {
+        if (parent >= i) corrupt('a control set extends a later one');
+        p.parent = out[parent];
+        p.added = int(f[2]);
+      } else if (f[2] !== null) corrupt('a control set adds an op to nothing');
+      out.push(p);
+    }
+    if (out.length === 0) corrupt('no control sets');
+    return out;
   }
 }
 

@@ -2,7 +2,8 @@
  * Convergence (ARCHITECTURE.md section 5): 2–5 authors write random ops of every kind on their
  * own replicas while exchanging them through lossy, partitioned, reordering links; then fresh
  * replicas receive everything in random orders with duplicates, drops-then-retries and
- * partitions. Replicas that accepted the same set of ops must hold byte-identical state.
+ * partitions. Replicas that accepted the same set of ops must hold byte-identical state; so
+ * must replicas opened from a state checkpoint and the ops stored after it, and from the log.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import {
   type InviteId,
   type OpKind,
   type PostId,
+  type SpaceId,
   type ThreadId,
   OP_KINDS,
   bytesKey,
@@ -20,7 +22,9 @@ import {
 } from '../protocol/index.js';
 import { createCollab, editCollab, loadAutomerge } from './collab.js';
 import { describeAuth } from './control.js';
-import type { SpaceReplica } from './replica.js';
+import { memoryStorage } from '../ports/storage.memory.js';
+import type { Storage, StoredOp } from '../ports/storage.js';
+import { type SpaceReplica, checkpointKey } from './replica.js';
 import { ManualClock, TestGroup, makeIdentities, seededRng, testReplica, testSpaceId } from './testkit.js';
 
 // Automerge loads on first need (collab.ts); these tests call it directly.
@@ -347,8 +351,9 @@ async function run(s: Scenario): Promise<void> {
   // Fresh observers: every op, in random orders, with duplicates, drops-then-retries and a partition.
   const now = base + 10 * 86_400_000;
   const observers: SpaceReplica[] = [];
-  for (let i = 0; i < 3; i++)
-    observers.push(await testReplica(space, group, { clock: new ManualClock(now) }));
+  const stores = [memoryStorage(), memoryStorage(), memoryStorage()];
+  const observe = (storage: Storage) => testReplica(space, group, { clock: new ManualClock(now), storage });
+  for (const store of stores) observers.push(await observe(store));
   const half = universe.filter((_, i) => i % 2 === 0);
   for (let i = 0; i < 3; i++) {
     const { first } = schedule(half, (s.orders[i] as number) + 17);
@@ -357,15 +362,42 @@ async function run(s: Scenario): Promise<void> {
   // After the partition phase each observer saw the same half: same accepted set, same state.
   expectSameState(observers, now);
 
+  // State checkpoints: observer 0 saves one; a replica opened from it and one replaying the
+  // whole log (each on a copy of the store) hold the same state and take in the rest alike.
+  await (observers[0] as SpaceReplica).checkpoint();
+  const reopened = [
+    await observe(await copyStore(stores[0] as Storage, space, true)),
+    await observe(await copyStore(stores[0] as Storage, space, false)),
+  ];
+  if ((observers[0] as SpaceReplica).state.size > 0) expect(reopened[0]?.built.from).toBe('checkpoint');
+  expect(reopened[1]?.built.from).toBe('log');
+  expectSameState([observers[0] as SpaceReplica, ...reopened], now);
+
   for (let i = 0; i < 3; i++) {
     const { first, retry } = schedule(universe, s.orders[i] as number);
-    for (const x of first) await (observers[i] as SpaceReplica).accept(x);
-    for (const x of retry) await (observers[i] as SpaceReplica).accept(x);
+    for (const r of i === 0 ? [observers[0] as SpaceReplica, ...reopened] : [observers[i] as SpaceReplica]) {
+      for (const x of first) await r.accept(x);
+      for (const x of retry) await r.accept(x);
+    }
   }
   // Authors catch up with everything too.
   for (const au of authors) for (const x of universe) await au.replica.accept(x);
-  expectSameState([...observers, ...authors.map((a) => a.replica)], now);
-  for (const r of [...observers, ...authors.map((a) => a.replica)]) expect(r.holdback().size).toBe(0);
+  // And observer 0 opened again: from its checkpoint of the first half and the ops after it.
+  const again = await observe(await copyStore(stores[0] as Storage, space, true));
+  const all = [...observers, ...reopened, again, ...authors.map((a) => a.replica)];
+  expectSameState(all, now);
+  for (const r of all) expect(r.holdback().size).toBe(0);
+}
+
+/** A copy of a Space's ops and heads, and its checkpoint when `withCheckpoint`, in a new store. */
+async function copyStore(from: Storage, space: SpaceId, withCheckpoint: boolean): Promise<Storage> {
+  const to = memoryStorage();
+  const ops: StoredOp[] = [];
+  for await (const op of from.listOps(space)) ops.push(op);
+  if (ops.length > 0) await to.putOps(space, ops, await from.getHeads(space));
+  const ck = await from.getMeta(checkpointKey(space));
+  if (withCheckpoint && ck !== undefined) await to.putMeta(checkpointKey(space), ck);
+  return to;
 }
 
 function expectSameState(replicas: readonly SpaceReplica[], now: number): void {

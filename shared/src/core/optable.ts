@@ -3,7 +3,10 @@
  * ordering and ancestry questions need and nothing else, so 100,000 ops cost little heap.
  * Acceptance order is a causal order: an op is accepted only after all its deps.
  */
+import type { CborValue } from '../protocol/cbor.js';
+import { bytesKey, keyBytes } from '../protocol/ids.js';
 import type { Hlc } from '../protocol/op.js';
+import { below, bin, column, columnBytes, corrupt, int, list } from './checkpoint.js';
 
 function grow<T extends Float64Array | Int32Array | Uint32Array | Uint8Array>(a: T, need: number): T {
   if (need <= a.length) return a;
@@ -32,6 +35,19 @@ export class Interner {
   get(key: string): number | undefined {
     return this.index.get(key);
   }
+
+  /** Interns the keys of a checkpoint, in order, into this empty interner. */
+  restore(v: CborValue | undefined): void {
+    for (const k of list(v)) this.intern(bytesKey(bin(k)));
+  }
+}
+
+/** A copy of `a` in an array of at least `min` slots (room to grow before the next doubling). */
+function sized<T extends Float64Array | Int32Array | Uint32Array | Uint8Array>(a: T, min: number): T {
+  if (a.length >= min) return a;
+  const b = new (a.constructor as new (n: number) => T)(min);
+  b.set(a);
+  return b;
 }
 
 export const FLAG_LATE = 1;
@@ -172,6 +188,68 @@ export class OpTable {
       const end = this.depsStart[x + 1] as number;
       for (let d = this.depsStart[x] as number; d < end; d++) stack.push(this.depsFlat[d] as number);
     }
+  }
+
+  /** The table as checkpoint items (checkpoint.ts): its interned ids, then its columns. */
+  snapshot(): CborValue {
+    const n = this.count;
+    return [
+      n,
+      this.users.keys.map(keyBytes),
+      this.devices.keys.map(keyBytes),
+      this.ids.map(keyBytes),
+      columnBytes(this.wall, n),
+      columnBytes(this.counter, n),
+      columnBytes(this.epochNo, n),
+      columnBytes(this.userOf, n),
+      columnBytes(this.deviceOf, n),
+      columnBytes(this.flagBits, n),
+      columnBytes(this.depsStart, n + 1),
+      columnBytes(this.depsFlat, this.depsStart[n] as number),
+    ];
+  }
+
+  /**
+   * Fills this empty table from {@link snapshot}'s items, checking that they hold together
+   * (every dep an earlier op, every user and device interned).
+   *
+   * @throws CheckpointError `corrupt`
+   */
+  restore(v: CborValue | undefined): void {
+    const f = list(v, 12);
+    const n = int(f[0]);
+    this.users.restore(f[1]);
+    this.devices.restore(f[2]);
+    const ids = list(f[3]);
+    if (ids.length !== n) corrupt('op ids and count differ');
+    const room = Math.max(1024, n + 1);
+    this.wall = sized(column(f[4], Float64Array, n), room);
+    this.counter = sized(column(f[5], Uint32Array, n), room);
+    this.epochNo = sized(column(f[6], Float64Array, n), room);
+    this.userOf = sized(column(f[7], Int32Array, n), room);
+    this.deviceOf = sized(column(f[8], Int32Array, n), room);
+    this.flagBits = sized(column(f[9], Uint8Array, n), room);
+    this.depsStart = sized(column(f[10], Int32Array, n + 1), room + 1);
+    const flat = bin(f[11]).length / 4;
+    this.depsFlat = sized(column(f[11], Int32Array, flat), Math.max(2048, flat + 1));
+    this.mark = new Uint32Array(room);
+    this.generation = 0;
+    if (this.depsStart[0] !== 0 || this.depsStart[n] !== flat) corrupt('deps do not add up');
+    const users = this.users.keys.length;
+    const devices = this.devices.keys.length;
+    for (let i = 0; i < n; i++) {
+      const key = bytesKey(bin(ids[i]));
+      if (this.byId.has(key)) corrupt('an op id twice');
+      this.ids.push(key);
+      this.byId.set(key, i);
+      below(this.userOf[i], users);
+      below(this.deviceOf[i], devices);
+      const start = this.depsStart[i] as number;
+      const end = this.depsStart[i + 1] as number;
+      if (end < start) corrupt('deps do not add up');
+      for (let d = start; d < end; d++) below(this.depsFlat[d], i);
+    }
+    this.count = n;
   }
 
   private nextGeneration(): number {

@@ -56,6 +56,7 @@ import {
   encodeUnsigned,
   equalBytes,
   keyBytes,
+  toHex,
   isContentKind,
   isContentOp,
   collabFlag,
@@ -75,6 +76,14 @@ import { HybridClock, compareHlc } from './hlc.js';
 import { SignatureIndex } from './sigindex.js';
 import { loadAutomerge, loadCollab } from './collab.js';
 import { type CheckReason, SpaceState } from './state.js';
+import {
+  CheckpointError,
+  column as checkpointColumn,
+  columnBytes as checkpointColumnBytes,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  list as checkpointList,
+} from './checkpoint.js';
 
 export type RejectReason =
   | 'malformed' // not a well-formed sealed op (bad CBOR, wrong shapes, over limits)
@@ -191,6 +200,36 @@ interface Staged {
 /** What steps 4–6 decided: an outcome now, or one once the op's batch is written. */
 type Settled = AcceptOutcome | { readonly kind: 'staged'; readonly outcome: Promise<AcceptOutcome> };
 
+/** How a replica's state was built from the store. */
+export type Built =
+  | {
+      readonly from: 'checkpoint';
+      /** Ops the checkpoint covered; the rest of `ops` were read and applied. */
+      readonly covered: number;
+      readonly ops: number;
+    }
+  | {
+      readonly from: 'log';
+      readonly ops: number;
+      /** Why the Space's checkpoint was not used, when it has one. */
+      readonly unusable?: CheckpointError;
+    };
+
+/** A checkpoint read back: the state it holds and what the replica keeps beside it. */
+interface Restored {
+  readonly state: SpaceState;
+  readonly signatures: SignatureIndex;
+  /** The heads' op indices, in the order the replica had them. */
+  readonly heads: readonly number[];
+  readonly count: number;
+  readonly collab: boolean;
+}
+
+/** The meta key of a Space's checkpoint (see `SpaceReplica.checkpoint`). */
+export function checkpointKey(space: SpaceId): string {
+  return `replica/checkpoint/${toHex(space)}`;
+}
+
 export class SpaceReplica {
   private current = new SpaceState();
   readonly topic: TopicId;
@@ -236,12 +275,111 @@ export class SpaceReplica {
     return this.current;
   }
 
-  /** Builds the state anew from the store: at open, and after a failed write. */
+  /** How the state was last built from the store (at open, or after a failed write). */
+  get built(): Built {
+    return this.builtFrom;
+  }
+
+  private builtFrom: Built = { from: 'log', ops: 0 };
+  /** Ops the last checkpoint written or read covers (0 when there is none). */
+  private checkpointed = 0;
+
+  /**
+   * Builds the state anew from the store: at open, and after a failed write. From the Space's
+   * checkpoint and the ops stored after it when there is a usable one, else from every op; both
+   * give the same state (checkpoint.test.ts), the first without reading and applying the ops the
+   * checkpoint covers.
+   */
   private async replay(): Promise<void> {
-    this.current = new SpaceState();
-    this.signatures = new SignatureIndex();
+    let unusable: CheckpointError | undefined;
+    try {
+      const start = await this.readCheckpoint();
+      if (start !== undefined) {
+        await this.rebuild(start);
+        const stored = await this.o.storage.getHeads(this.o.space);
+        const heads = this.currentHeads();
+        if (stored.length !== heads.length || stored.some((h, i) => !equalBytes(h, heads[i] as OpId)))
+          throw new CheckpointError(
+            'mismatch',
+            'the checkpoint and the ops after it do not give the stored heads',
+          );
+        for (let i = 0; i < start.count; i++) this.hlc.observe(this.current.table.hlc(i));
+        this.checkpointed = start.count;
+        this.builtFrom = { from: 'checkpoint', covered: start.count, ops: this.current.size };
+        return;
+      }
+    } catch (e) {
+      if (!(e instanceof CheckpointError)) throw e;
+      unusable = e;
+    }
+    await this.rebuild(undefined);
+    this.checkpointed = 0;
+    this.builtFrom = {
+      from: 'log',
+      ops: this.current.size,
+      ...(unusable === undefined ? {} : { unusable }),
+    };
+  }
+
+  /**
+   * The Space's checkpoint as a starting state, or undefined when there is none.
+   *
+   * @throws CheckpointError when there is one this replica cannot use; StorageError.
+   */
+  private async readCheckpoint(): Promise<Restored | undefined> {
+    const bytes = await this.o.storage.getMeta(checkpointKey(this.o.space));
+    if (bytes === undefined) return undefined;
+    const body = decodeCheckpoint(bytes);
+    if (!equalBytes(body.space, this.o.space))
+      throw new CheckpointError('mismatch', 'the checkpoint is of another Space');
+    let restored: Restored;
+    try {
+      const f = checkpointList(body.state, 3);
+      const { state, collab } = SpaceState.restore(f[0] ?? null);
+      const n = state.size;
+      if (n === 0 || n !== body.count)
+        throw new CheckpointError('corrupt', 'the checkpoint count is not its ops');
+      if (!equalBytes(body.lastOpId, keyBytes(state.table.ids[n - 1] as string)))
+        throw new CheckpointError('corrupt', 'the checkpoint names another last op');
+      const signatures = SignatureIndex.fromFingerprints(checkpointColumn(f[1], Uint32Array, 2 * n));
+      const heads = checkpointList(f[2]).map((h) => {
+        if (typeof h !== 'number' || !Number.isSafeInteger(h) || h < 0 || h >= n)
+          throw new CheckpointError('corrupt', 'a checkpoint head out of range');
+        return h;
+      });
+      restored = { state, signatures, heads, count: n, collab };
+    } catch (e) {
+      // A checkpoint that cannot be read, whatever the reason, is no worse than none: the log is
+      // replayed instead.
+      if (e instanceof CheckpointError) throw e;
+      throw new CheckpointError('corrupt', `the checkpoint does not restore: ${String(e)}`);
+    }
+    if (restored.collab) await loadAutomerge();
+    return restored;
+  }
+
+  /**
+   * Sets the state to `start` (or empty) and applies the ops stored after it, in store order.
+   *
+   * @throws CheckpointError `mismatch` when the store's op at the checkpoint's end is not the one
+   * it names; StorageError `corrupt` when a stored op precedes one of its deps.
+   */
+  private async rebuild(start: Restored | undefined): Promise<void> {
+    this.current = start?.state ?? new SpaceState();
+    this.signatures = start?.signatures ?? new SignatureIndex();
     this.headIds.clear();
-    for await (const stored of this.o.storage.listOps(this.o.space)) {
+    const table = this.current.table;
+    for (const h of start?.heads ?? []) this.headIds.set(h, keyBytes(table.ids[h] as string) as OpId);
+    // From the checkpoint's last op, to check that the store holds it there.
+    const from = start === undefined ? 0 : start.count - 1;
+    let boundary = start !== undefined;
+    for await (const stored of this.o.storage.listOps(this.o.space, from)) {
+      if (boundary) {
+        if (table.indexOf(bytesKey(stored.opId)) !== from)
+          throw new CheckpointError('mismatch', 'the store does not hold the checkpoint’s ops where it says');
+        boundary = false;
+        continue;
+      }
       const op = decodeOp(stored.op, { views: true });
       let content: AnyContent | null | undefined;
       if (isContentOp(op)) {
@@ -273,6 +411,42 @@ export class SpaceReplica {
         past,
       );
     }
+    if (boundary)
+      throw new CheckpointError('mismatch', 'the store holds fewer ops than the checkpoint covers');
+  }
+
+  /** Ops accepted since the last checkpoint was written (or read at open). */
+  get sinceCheckpoint(): number {
+    return this.current.size - this.checkpointed;
+  }
+
+  /**
+   * Saves the state as the Space's checkpoint, so that the next open applies only the ops
+   * stored after it. Runs in turn with the pipeline, after the ops applied so far are written,
+   * so it covers exactly the ops the store holds. Resolves whether one was written (not when the
+   * last one covers every op already).
+   *
+   * @throws StorageError when the store refuses it (the previous checkpoint stays, and is used).
+   */
+  checkpoint(): Promise<boolean> {
+    return this.serially(async () => {
+      await this.flush();
+      const n = this.current.size;
+      if (n === 0 || n === this.checkpointed) return false;
+      const bytes = encodeCheckpoint({
+        space: this.o.space,
+        count: n,
+        lastOpId: keyBytes(this.current.table.ids[n - 1] as string),
+        state: [
+          this.current.snapshot(),
+          checkpointColumnBytes(this.signatures.fingerprints(n), 2 * n),
+          [...this.headIds.keys()],
+        ],
+      });
+      await this.o.storage.putMeta(checkpointKey(this.o.space), bytes);
+      this.checkpointed = n;
+      return true;
+    });
   }
 
   /** The current heads (ops no accepted op depends on), sorted. */

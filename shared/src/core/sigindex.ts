@@ -31,10 +31,34 @@ export class SignatureIndex {
   }
 
   add(sig: Uint8Array, idx: number): void {
-    if ((this.size + 1) * 2 > this.val.length) this.grow();
     const [h, l] = this.fingerprint(sig);
+    this.addPrint(h, l, idx);
+  }
+
+  private addPrint(h: number, l: number, idx: number): void {
+    if ((this.size + 1) * 2 > this.val.length) this.grow();
     this.put(h, l, idx);
     this.size++;
+  }
+
+  /** The fingerprint of each of ops `0 … count-1` (two numbers an op), for a state checkpoint. */
+  fingerprints(count: number): Uint32Array {
+    const out = new Uint32Array(count * 2);
+    for (let s = 0; s < this.val.length; s++) {
+      const v = this.val[s] as number;
+      if (v === -1 || v >= count) continue;
+      out[2 * v] = this.hi[s] as number;
+      out[2 * v + 1] = this.lo[s] as number;
+    }
+    return out;
+  }
+
+  /** The index of {@link fingerprints}, built as `add` built it: op by op, in index order. */
+  static fromFingerprints(prints: Uint32Array): SignatureIndex {
+    const x = new SignatureIndex();
+    for (let i = 0; 2 * i + 1 < prints.length; i++)
+      x.addPrint(prints[2 * i] as number, prints[2 * i + 1] as number, i);
+    return x;
   }
 
   private put(h: number, l: number, idx: number): void {

@@ -9,7 +9,15 @@
  * called before `apply`; `apply` never refuses.
  */
 import { type CborValue, encode } from '../protocol/cbor.js';
-import type { AnyContent, Contents } from '../protocol/op.js';
+import { CodecError } from '../protocol/errors.js';
+import {
+  type AnyContent,
+  BODY_CODECS,
+  type Bodies,
+  type Contents,
+  KIND_CODES,
+  OP_KINDS,
+} from '../protocol/op.js';
 import {
   type BlobRef,
   type DeviceId,
@@ -25,6 +33,7 @@ import {
 import {
   type AuthState,
   type ControlPast,
+  type ControlKind,
   type ControlRecord,
   ControlPasts,
   RANK,
@@ -34,6 +43,7 @@ import {
   isControlKind,
 } from './control.js';
 import { FLAG_LATE, OpTable } from './optable.js';
+import { below, bin, bool, column, columnBytes, corrupt, int, list, nullable, str } from './checkpoint.js';
 import { type CollabDoc, applyCollabChange, collabChangeInfo, collabText, loadCollab } from './collab.js';
 
 /** Why an op was refused by the reducer's checks. */
@@ -555,6 +565,10 @@ export class SpaceState {
         }
       }
     }
+    // Targets found while applying (a deleted post, the changes an edit builds on) are in this
+    // op's causal past too; left in `confirmed`, they would be credited to the next op applied.
+    for (const t of this.confirmed) this.witness.set(t, idx);
+    this.confirmed.length = 0;
     return { idx, late };
   }
 
@@ -594,6 +608,250 @@ export class SpaceState {
       if (t.user(i) === u) seen.add(i);
     });
     for (const i of candidates) if (!seen.has(i)) t.setFlag(i, FLAG_LATE);
+  }
+
+  // ---------------- checkpoint ----------------
+
+  /**
+   * The state as checkpoint items (checkpoint.ts): everything `check` and `apply` read, so that
+   * {@link SpaceState.restore} gives a state that goes on exactly as this one would. Caches (the
+   * authority each control set confers, merged collaborative documents) are left out: they are
+   * computed again, alike, when next needed.
+   */
+  snapshot(): CborValue {
+    const n = this.table.count;
+    const pasts = this.pasts.snapshot();
+    const pastNo = (p: ControlPast | undefined): number => {
+      const i = p === undefined ? undefined : pasts.index.get(p);
+      if (i === undefined) throw new Error('a control set that was not interned');
+      return i;
+    };
+    const incl = new Int32Array(n);
+    for (let i = 0; i < n; i++) incl[i] = pastNo(this.pastIncl[i]);
+    const strings = new Map<string, number>();
+    const sid = (k: string): number => {
+      let i = strings.get(k);
+      if (i === undefined) strings.set(k, (i = strings.size));
+      return i;
+    };
+    const control: CborValue[] = [];
+    for (const r of this.control.values()) {
+      const codec = BODY_CODECS[r.kind] as unknown as { encode(b: unknown): CborValue[] };
+      control.push([
+        r.idx,
+        KIND_CODES[r.kind],
+        codec.encode(r.body),
+        r.sig,
+        r.epoch.epoch,
+        r.epoch.commitHash,
+        r.rank,
+        pastNo(r.past),
+      ]);
+    }
+    const posts: CborValue[] = [];
+    for (const [k, rec] of this.posts) {
+      posts.push([
+        keyBytes(k),
+        rec.creates.map((c) => [
+          c.idx,
+          c.user,
+          sid(c.channel),
+          c.thread === null ? null : sid(c.thread),
+          c.parent === null ? null : keyBytes(c.parent),
+          c.text,
+          c.body === null ? null : blobWire(c.body),
+          c.attachments.map(blobWire),
+          c.collab,
+          c.isCollab,
+          c.locked,
+        ]),
+        rec.edits?.map((e) => [e.idx, e.user, e.text, e.change]) ?? null,
+        rec.deletes?.map((d) => [d.idx, d.user, d.reason]) ?? null,
+        rec.changes === undefined ? null : [...rec.changes].map(([h, at]) => [h, at]),
+      ]);
+    }
+    const threads: CborValue[] = [];
+    for (const [k, ts] of this.threads) {
+      threads.push([
+        keyBytes(k),
+        ts.map((t) => [
+          t.idx,
+          t.user,
+          sid(t.channel),
+          t.title,
+          t.root === null ? null : keyBytes(t.root),
+          t.locked,
+        ]),
+      ]);
+    }
+    const witness = new Int32Array(this.witness.size * 2);
+    let w = 0;
+    for (const [t, by] of this.witness) {
+      witness[w++] = t;
+      witness[w++] = by;
+    }
+    return [
+      this.table.snapshot(),
+      pasts.items,
+      columnBytes(incl, n),
+      control,
+      pastNo(this.allControl),
+      [...strings.keys()].map(keyBytes),
+      posts,
+      threads,
+      this.modDeletes,
+      [...this.profiles].map(([u, p]) => [u, p.idx, p.name]),
+      [...this.deleteMeta].map(([idx, m]) => [
+        idx,
+        m.sig,
+        m.epoch.epoch,
+        m.epoch.commitHash,
+        m.target,
+        m.reason,
+      ]),
+      columnBytes(witness, witness.length),
+    ];
+  }
+
+  /**
+   * The state {@link snapshot} wrote, and whether it holds collaborative content (then Automerge
+   * must be loaded before its posts are read).
+   *
+   * @throws CheckpointError `corrupt` when the items do not hold together.
+   */
+  static restore(v: CborValue): { state: SpaceState; collab: boolean } {
+    const s = new SpaceState();
+    const f = list(v, 12);
+    s.table.restore(f[0]);
+    const t = s.table;
+    const n = t.count;
+    const users = t.users.keys.length;
+    const op = (x: CborValue | undefined) => below(x, n);
+    const user = (x: CborValue | undefined) => below(x, users);
+    const pasts = s.pasts.restore(f[1], n);
+    const past = (x: CborValue | undefined) => pasts[below(x, pasts.length)] as ControlPast;
+    const incl = column(f[2], Int32Array, n);
+    for (let i = 0; i < n; i++) s.pastIncl.push(past(incl[i]));
+    for (const item of list(f[3])) {
+      const c = list(item, 8);
+      const idx = op(c[0]);
+      const kind = KIND_BY_CODE.get(int(c[1]));
+      if (kind === undefined || !isControlKind(kind)) corrupt('a control op of no control kind');
+      const codec = BODY_CODECS[kind] as unknown as {
+        fields: number;
+        decode(f: readonly CborValue[]): unknown;
+      };
+      let body: Bodies[ControlKind];
+      try {
+        body = codec.decode(list(owned(c[2]), codec.fields)) as Bodies[ControlKind];
+      } catch (e) {
+        if (e instanceof CodecError) corrupt(`a control op body: ${e.message}`);
+        throw e;
+      }
+      const rank = int(c[6]);
+      if (rank > RANK.admin) corrupt('a rank out of range');
+      s.control.set(idx, {
+        idx,
+        kind,
+        body,
+        user: t.user(idx),
+        rank: rank as Rank,
+        past: past(c[7]),
+        opId: keyBytes(t.ids[idx] as string),
+        sig: bin(c[3]).slice(),
+        epoch: { epoch: int(c[4]), commitHash: bin(c[5]).slice() },
+        hlc: t.hlc(idx),
+      } as ControlRecord);
+    }
+    s.allControl = past(f[4]);
+    const strings = list(f[5]).map((b) => s.shared(bytesKey(bin(b))));
+    const string = (x: CborValue | undefined) => strings[below(x, strings.length)] as string;
+    let collab = false;
+    for (const item of list(f[6])) {
+      const p = list(item, 5);
+      const creates: PostCreate[] = list(p[1]).map((x) => {
+        const c = list(x, 11);
+        const made: PostCreate = {
+          idx: op(c[0]),
+          user: user(c[1]),
+          channel: string(c[2]),
+          thread: nullable(c[3], string),
+          parent: nullable(c[4], (y) => bytesKey(bin(y))),
+          text: str(c[5]),
+          body: nullable(c[6], blob),
+          attachments: list(c[7]).length === 0 ? NO_ATTACHMENTS : list(c[7]).map(blob),
+          collab: nullable(c[8], (y) => bin(y).slice()),
+          isCollab: bool(c[9]),
+          locked: bool(c[10]),
+        };
+        if (made.collab !== null) collab = true;
+        return made;
+      });
+      if (creates.length === 0) corrupt('a post with no create');
+      const edits = nullable(p[2], (y) =>
+        list(y).map((x): PostEdit => {
+          const e = list(x, 4);
+          const change = nullable(e[3], (z) => bin(z).slice());
+          if (change !== null) collab = true;
+          return { idx: op(e[0]), user: user(e[1]), text: nullable(e[2], str), change };
+        }),
+      );
+      const deletes = nullable(p[3], (y) =>
+        list(y).map((x): PostDelete => {
+          const d = list(x, 3);
+          return { idx: op(d[0]), user: user(d[1]), reason: str(d[2]) };
+        }),
+      );
+      const changes = nullable(p[4], (y) => {
+        const m = new Map<string, number[]>();
+        for (const x of list(y)) {
+          const c = list(x, 2);
+          m.set(str(c[0]), list(c[1]).map(op));
+        }
+        return m;
+      });
+      s.posts.set(bytesKey(bin(p[0])), {
+        creates,
+        edits: edits ?? undefined,
+        deletes: deletes ?? undefined,
+        doc: undefined,
+        changes: changes ?? undefined,
+      });
+    }
+    for (const item of list(f[7])) {
+      const th = list(item, 2);
+      s.threads.set(
+        bytesKey(bin(th[0])),
+        list(th[1]).map((x): ThreadCreate => {
+          const c = list(x, 6);
+          return {
+            idx: op(c[0]),
+            user: user(c[1]),
+            channel: string(c[2]),
+            title: str(c[3]),
+            root: nullable(c[4], (y) => bytesKey(bin(y))),
+            locked: bool(c[5]),
+          };
+        }),
+      );
+    }
+    for (const x of list(f[8])) s.modDeletes.push(op(x));
+    for (const x of list(f[9])) {
+      const p = list(x, 3);
+      s.profiles.set(user(p[0]), { idx: op(p[1]), name: str(p[2]) });
+    }
+    for (const x of list(f[10])) {
+      const d = list(x, 6);
+      s.deleteMeta.set(op(d[0]), {
+        sig: bin(d[1]).slice(),
+        epoch: { epoch: int(d[2]), commitHash: bin(d[3]).slice() },
+        target: user(d[4]),
+        reason: str(d[5]),
+      });
+    }
+    const witness = column(f[11], Int32Array, bin(f[11]).length / 4);
+    for (let i = 0; i + 1 < witness.length; i += 2) s.witness.set(op(witness[i]), op(witness[i + 1]));
+    return { state: s, collab };
   }
 
   // ---------------- views ----------------
@@ -971,6 +1229,27 @@ export class SpaceState {
 }
 
 export type { DeviceId };
+
+const KIND_BY_CODE = new Map<number, OpKind>(OP_KINDS.map((k) => [KIND_CODES[k], k]));
+
+/** `v` with its byte strings copied: a view would keep the whole checkpoint record in memory. */
+function owned(v: CborValue | undefined): CborValue | undefined {
+  if (v instanceof Uint8Array) return v.slice();
+  if (Array.isArray(v)) return (v as readonly CborValue[]).map((x) => owned(x) ?? null);
+  return v;
+}
+
+/** A blob reference from its wire form in a checkpoint. */
+function blob(v: CborValue): BlobRef {
+  const f = list(v, 5);
+  return {
+    hash: bin(f[0]).slice(),
+    key: bin(f[1]).slice(),
+    size: int(f[2]),
+    mime: str(f[3]),
+    name: str(f[4]),
+  };
+}
 
 function fail(reason: CheckReason, detail: string): CheckResult {
   return { reason, detail };

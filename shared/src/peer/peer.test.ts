@@ -3,6 +3,8 @@
  * moderated, and every device reopened from its storage between steps.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { decodeCheckpoint } from '../core/checkpoint.js';
+import { checkpointKey } from '../core/replica.js';
 import { parseInviteLink } from '../mls/invite.js';
 import { MemoryRelay } from '../net/memory.js';
 import type { ChannelId, PostId, SpaceId } from '../protocol/index.js';
@@ -73,6 +75,31 @@ describe('Peer', () => {
     const audit = await a.audit(spaceId);
     expect(audit.entries.map((e) => e.kind)).toContain('RemoveMember');
     expect(audit.entries.every((e) => e.signatureValid)).toBe(true);
+  });
+
+  it("saves each Space's state checkpoint when asked and on close, and reopens with every post", async () => {
+    const dana = await person('Dana');
+    let d = await peerOf(dana);
+    const { spaceId } = await d.createSpace('Notes');
+    const { channelId } = await d.createChannel(spaceId, 'general', 'chat');
+    for (let i = 0; i < 3; i++) await d.post(spaceId, channelId, `note ${i}`);
+    const covered = async () => {
+      const saved = await dana.storage.getMeta(checkpointKey(spaceId));
+      return saved === undefined ? 0 : decodeCheckpoint(saved).count;
+    };
+    await d.saveCheckpoints();
+    expect(await covered()).toBe(await dana.storage.countOps(spaceId));
+    await d.post(spaceId, channelId, 'after the checkpoint');
+    expect(await covered()).toBeLessThan(await dana.storage.countOps(spaceId));
+    await d.close();
+    expect(await covered()).toBe(await dana.storage.countOps(spaceId));
+    d = await peerOf(dana);
+    expect(
+      d
+        .state(spaceId)
+        .postsIn(channelId, null)
+        .map((p) => p.text),
+    ).toEqual(['note 0', 'note 1', 'note 2', 'after the checkpoint']);
   });
 
   it('queues a post while no relay is reachable and sends it on the next sync', async () => {

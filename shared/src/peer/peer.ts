@@ -183,12 +183,27 @@ interface Host {
   mlsBusy: Promise<unknown>;
   /** The Space's op count when `pinAttachments` last found every attachment pinned. */
   pinnedAtSize: number;
+  /** Writes the replica's checkpoint once the Space is quiet (see `checkpointSoon`). */
+  checkpointTimer: ReturnType<typeof setTimeout> | undefined;
+  /** A checkpoint being written. */
+  checkpointing: Promise<void> | undefined;
 }
 
 const JOINS_META = 'peer/joins';
 /** Milliseconds between retries of a commit that waits for ops (see `Host.mlsHeld`). */
 const HELD_RETRY_MS = 200;
 const EMPTY_STATE = new SpaceState();
+/**
+ * A Space's state checkpoint (`SpaceReplica.checkpoint`) is written once no op was accepted for
+ * {@link CHECKPOINT_QUIET_MS} and at least {@link CHECKPOINT_MIN_OPS} arrived since the last one,
+ * and during a long stream of ops every max({@link CHECKPOINT_STREAM_OPS}, an eighth of the
+ * Space's ops). Writing one costs about as much as its size (some 190 bytes an op); opening
+ * applies the ops after it, so this keeps that tail short without rewriting a large state for
+ * every few messages.
+ */
+const CHECKPOINT_QUIET_MS = 1_000;
+const CHECKPOINT_MIN_OPS = 64;
+const CHECKPOINT_STREAM_OPS = 1_000;
 /** Milliseconds a sync waits for the relays to deliver a Space's backlog. */
 export const CATCH_UP_TIMEOUT_MS = 60_000;
 
@@ -994,9 +1009,13 @@ export class Peer {
       caughtUpWaiters: [],
       mlsBusy: Promise.resolve(),
       pinnedAtSize: -1,
+      checkpointTimer: undefined,
+      checkpointing: undefined,
     };
     ref.host = host;
     this.hosts.set(k, host);
+    // Opened from the whole log, or from an old checkpoint and many ops: a new one, once quiet.
+    this.checkpointSoon(host, false);
     return host;
   }
 
@@ -1063,7 +1082,56 @@ export class Peer {
     })();
   }
 
+  /**
+   * Writes the Space's checkpoint now during a long stream of ops (when `streaming`), else once
+   * the Space is quiet (see {@link CHECKPOINT_QUIET_MS}).
+   */
+  private checkpointSoon(h: Host, streaming = true): void {
+    if (this.closed) return;
+    const since = h.replica.sinceCheckpoint;
+    if (streaming && since >= Math.max(CHECKPOINT_STREAM_OPS, h.replica.state.size / 8)) {
+      this.writeCheckpoint(h);
+      return;
+    }
+    clearTimeout(h.checkpointTimer);
+    h.checkpointTimer = undefined;
+    if (since < CHECKPOINT_MIN_OPS) return;
+    h.checkpointTimer = setTimeout(() => {
+      h.checkpointTimer = undefined;
+      this.writeCheckpoint(h);
+    }, CHECKPOINT_QUIET_MS);
+  }
+
+  /**
+   * Writes the checkpoint of every Space that took in ops since its last one (the app goes to
+   * the background and may be killed: the next open then applies none of them again). Never
+   * rejects: a failure is reported as an `error` event and the previous checkpoint stays.
+   */
+  async saveCheckpoints(): Promise<void> {
+    for (const h of this.hosts.values()) if (h.replica.sinceCheckpoint > 0) this.writeCheckpoint(h);
+    for (const h of this.hosts.values()) await h.checkpointing;
+  }
+
+  private writeCheckpoint(h: Host): void {
+    clearTimeout(h.checkpointTimer);
+    h.checkpointTimer = undefined;
+    if (h.checkpointing !== undefined) return;
+    h.checkpointing = h.replica.checkpoint().then(
+      () => {
+        h.checkpointing = undefined;
+        // Ops accepted while it was written.
+        this.checkpointSoon(h, false);
+      },
+      // The previous checkpoint stays in use; the next op accepted tries again.
+      (e: unknown) => {
+        h.checkpointing = undefined;
+        this.emit({ kind: 'error', space: h.space, message: `a checkpoint was not written: ${String(e)}` });
+      },
+    );
+  }
+
   private accepted(h: Host, ev: AcceptedEvent): void {
+    this.checkpointSoon(h);
     const own = equalBytes(ev.op.author, this.identity.device);
     this.emit({ kind: 'accepted', space: h.space, op: ev.op.kind, opId: ev.opId, own });
     if (!own) {
@@ -1104,6 +1172,10 @@ export class Peer {
     for (const h of this.hosts.values()) {
       await this.settled(h);
       clearTimeout(h.heldRetry);
+      clearTimeout(h.checkpointTimer);
+      await h.checkpointing;
+      // What arrived since the last checkpoint, so the next open applies none of it again.
+      if (h.replica.sinceCheckpoint > 0) await h.replica.checkpoint().catch(() => undefined);
       await h.handshakes?.close();
       await h.sync.stop();
     }

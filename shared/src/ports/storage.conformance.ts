@@ -146,6 +146,22 @@ export function runStorageTests(name: string, make: () => Promise<Storage>): voi
         expect(await store.countOps(B)).toBe(Math.floor(ops.length / 200));
       });
 
+      it('lists from the n-th op stored when asked, and nothing from the count on', async () => {
+        const ops = Array.from({ length: 7 }, (_, i) => makeOp(`from ${i}`));
+        await store.putOps(
+          A,
+          ops.slice(0, 4),
+          ops.slice(3, 4).map((o) => o.opId),
+        );
+        for (const op of ops.slice(4)) await store.putOp(A, op, [op.opId]);
+        for (const from of [0, 1, 3, 4, 6]) {
+          expect((await collect(store.listOps(A, from))).map(view)).toEqual(ops.slice(from).map(view));
+        }
+        expect(await collect(store.listOps(A, 7))).toEqual([]);
+        expect(await collect(store.listOps(A, 100))).toEqual([]);
+        expect(await collect(store.listOps(B, 2))).toEqual([]);
+      });
+
       it('a duplicate putOp resolves false and changes nothing, not even the heads', async () => {
         const first = makeOp('first');
         const second = makeOp('second');
@@ -414,6 +430,8 @@ export function runStorageTests(name: string, make: () => Promise<Storage>): voi
               if (m === undefined) throw new Error('bad model');
               const expected = m.order.map((n) => view(pool[n]));
               expect((await collect(s.listOps(sp))).map(view)).toEqual(expected);
+              const from = Math.floor(expected.length / 2);
+              expect((await collect(s.listOps(sp, from))).map(view)).toEqual(expected.slice(from));
               expect(hexes(await s.getHeads(sp))).toEqual(sortedHexes(m.heads));
               expect(await s.countOps(sp)).toBe(m.order.length);
               for (const [n, op] of pool.entries()) {

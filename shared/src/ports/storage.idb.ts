@@ -131,9 +131,9 @@ export async function idbStorage(
         return r === undefined ? [] : (readHeads(r).heads as OpId[]);
       }),
 
-    async *listOps(space) {
+    async *listOps(space, start = 0) {
       const key = own(space);
-      let from = 0;
+      let from = Math.max(0, start);
       for (;;) {
         const batch = await attempt('listOps', (db) =>
           db.getAllFromIndex('ops', 'bySeq', IDBKeyRange.bound([key, from], [key, Infinity]), LIST_BATCH),

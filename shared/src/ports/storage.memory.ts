@@ -121,11 +121,11 @@ export function memoryStorage(): Storage {
 
     getHeads: (space) => run(() => [...(spaceOf(space)?.heads ?? [])]),
 
-    listOps(space) {
+    listOps(space, from = 0) {
       return {
         [Symbol.asyncIterator]() {
           // By index, so ops stored during the iteration are included, as in the IndexedDB store.
-          let i = 0;
+          let i = Math.max(0, from);
           return {
             next: () =>
               run((): IteratorResult<StoredOp, undefined> => {

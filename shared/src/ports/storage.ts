@@ -53,8 +53,12 @@ export interface Storage {
   hasOp(space: SpaceId, opId: OpId): Promise<boolean>;
   /** The Space's current heads, as last set by `putOp`, in canonical (sorted) order; `[]` if none. */
   getHeads(space: SpaceId): Promise<OpId[]>;
-  /** Every op of the Space in the order it was stored (a causal order). */
-  listOps(space: SpaceId): AsyncIterable<StoredOp>;
+  /**
+   * Every op of the Space in the order it was stored (a causal order), from the `from`-th on
+   * (0-based; default 0, all of them): a reader that has the first `from` ops already (a state
+   * checkpoint) reads only the rest. A `from` at or past the count lists nothing.
+   */
+  listOps(space: SpaceId, from?: number): AsyncIterable<StoredOp>;
   countOps(space: SpaceId): Promise<number>;
   /** The Spaces with at least one stored op. */
   listSpaces(): Promise<SpaceId[]>;
