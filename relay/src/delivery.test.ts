@@ -80,39 +80,43 @@ describe('delivery through one relay', () => {
       ),
     );
     if (subject === undefined || control === undefined) throw new Error('relays');
-    const node = await libp2pConnector();
-    connectors.push(node);
-    const sender = await node.connect(subject.multiaddr);
-    const controlSender = await node.connect(control.multiaddr);
-    const slowNode = await libp2pConnector();
-    connectors.push(slowNode);
-    const slow = await slowNode.connect(subject.multiaddr);
-    const addr = address(12);
-    const handled: number[] = [];
-    const reading = collect(slow, addr, 1_000_000, {
-      timeoutMs: 600_000,
-      onEach: async (seq) => {
-        handled.push(seq);
-        await new Promise((r) => setTimeout(r, 50));
-      },
-    }).catch(() => undefined);
-    // Two rounds of 1,000 × 63 KiB (opaque: no padding bucket's length) while the subscriber takes
-    // 20 messages a second.
-    for (let round = 0; round < 2; round++) {
-      const make = (i: number): Uint8Array => message(12, round * 1000 + i, 63 * 1024);
-      await appendMany(sender, addr, 1000, make, 16);
-      await appendMany(controlSender, addr, 1000, make, 16);
+    try {
+      const node = await libp2pConnector();
+      connectors.push(node);
+      const sender = await node.connect(subject.multiaddr);
+      const controlSender = await node.connect(control.multiaddr);
+      const slowNode = await libp2pConnector();
+      connectors.push(slowNode);
+      const slow = await slowNode.connect(subject.multiaddr);
+      const addr = address(12);
+      const handled: number[] = [];
+      const reading = collect(slow, addr, 1_000_000, {
+        timeoutMs: 600_000,
+        onEach: async (seq) => {
+          handled.push(seq);
+          await new Promise((r) => setTimeout(r, 50));
+        },
+      }).catch(() => undefined);
+      // Two rounds of 1,000 × 63 KiB (opaque: no padding bucket's length) while the subscriber takes
+      // 20 messages a second.
+      for (let round = 0; round < 2; round++) {
+        const make = (i: number): Uint8Array => message(12, round * 1000 + i, 63 * 1024);
+        await appendMany(sender, addr, 1000, make, 16);
+        await appendMany(controlSender, addr, 1000, make, 16);
+      }
+      const withSubscriber = await subject.rss();
+      const without = await control.rss();
+      expect(handled.length).toBeGreaterThan(0);
+      expect(handled.length).toBeLessThan(1000);
+      expect(handled).toEqual(range(handled.length).map((i) => i + 1));
+      // ~1,900 messages (120 MiB) are waiting for the subscriber; the relay holds them on disk.
+      expect((withSubscriber - without) / 2 ** 20).toBeLessThan(32);
+      await slow.close();
+      await reading;
+    } finally {
+      // Stopped even when an expectation failed: a relay left running would load later tests.
+      await Promise.all([subject.stop(), control.stop()]);
+      for (const d of dirs) d.cleanup();
     }
-    const withSubscriber = await subject.rss();
-    const without = await control.rss();
-    expect(handled.length).toBeGreaterThan(0);
-    expect(handled.length).toBeLessThan(1000);
-    expect(handled).toEqual(range(handled.length).map((i) => i + 1));
-    // ~1,900 messages (120 MiB) are waiting for the subscriber; the relay holds them on disk.
-    expect((withSubscriber - without) / 2 ** 20).toBeLessThan(32);
-    await slow.close();
-    await reading;
-    await Promise.all([subject.stop(), control.stop()]);
-    for (const d of dirs) d.cleanup();
   });
 });
