@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads';
 import type { Ed25519 } from '../ports/crypto.js';
 import { KEY_BYTES, SIG_BYTES, bytesKey, concatBytes, fromHex } from '../protocol/ids.js';
 import {
+  VERIFY_BATCHES_AHEAD,
   VERIFY_BATCH_ITEMS,
   VERIFY_KEY_CACHE_ENTRIES,
   VERIFY_THREAD_NICE,
@@ -119,21 +120,44 @@ const pool: {
   threads: (VerifierThread | undefined)[];
   queue: Pending[];
   scheduled: boolean;
-} = { threads: [], queue: [], scheduled: false };
+  /** Threads that failed in a row with no answer between: at 3, no more are started. */
+  failures: number;
+} = { threads: [], queue: [], scheduled: false, failures: 0 };
 
 function flush(): void {
   pool.scheduled = false;
-  const all = pool.queue;
-  pool.queue = [];
   if (pool.threads.length === 0)
     pool.threads = Array.from(
       { length: Math.max(1, Math.min(VERIFY_THREADS_MAX, availableParallelism())) },
       () => undefined,
     );
-  for (let i = 0; i < all.length; i += VERIFY_BATCH_ITEMS) send(all.slice(i, i + VERIFY_BATCH_ITEMS));
+  pump();
+}
+
+/**
+ * Hands queued signatures to threads that have room: each thread holds at most
+ * `VERIFY_BATCHES_AHEAD` unanswered batches, so while the threads are busy the queue grows and
+ * the next batches are fuller (fewer messages per signature), and an idle thread gets work at
+ * once. Runs on each turn that queued work and on each answer.
+ */
+function pump(): void {
+  while (pool.queue.length > 0) {
+    let best: VerifierThread | undefined;
+    for (let i = 0; i < pool.threads.length; i++) {
+      const t = pool.threads[i] ?? start(i);
+      if (t !== undefined && (best === undefined || t.batches.length < best.batches.length)) best = t;
+    }
+    if (best === undefined) {
+      for (const p of pool.queue.splice(0)) fallback(p);
+      return;
+    }
+    if (best.batches.length >= VERIFY_BATCHES_AHEAD) return;
+    send(best, pool.queue.splice(0, VERIFY_BATCH_ITEMS));
+  }
 }
 
 function start(slot: number): VerifierThread | undefined {
+  if (pool.failures >= 3) return undefined;
   let worker: Worker;
   try {
     worker = new Worker(THREAD_SOURCE, {
@@ -148,16 +172,21 @@ function start(slot: number): VerifierThread | undefined {
   worker.on('message', (answer: Uint8Array) => {
     const batch = t.batches.shift();
     if (batch === undefined) return;
+    pool.failures = 0;
     t.outstanding -= batch.length;
     if (t.outstanding === 0) worker.unref();
     for (let i = 0; i < batch.length; i++) (batch[i] as Pending).resolve(answer[i] === 1);
+    pump();
   });
   const fail = (): void => {
     if (pool.threads[slot] !== t) return;
     pool.threads[slot] = undefined;
+    pool.failures++;
     for (const batch of t.batches.splice(0)) for (const p of batch) fallback(p);
     t.outstanding = 0;
     void worker.terminate();
+    // What still waits in the queue goes to the thread that takes this one's place.
+    pump();
   };
   worker.on('error', fail);
   worker.on('exit', fail);
@@ -165,17 +194,7 @@ function start(slot: number): VerifierThread | undefined {
   return t;
 }
 
-function send(batch: Pending[]): void {
-  // The thread with the least unanswered work takes the batch.
-  let best: VerifierThread | undefined;
-  for (let i = 0; i < pool.threads.length; i++) {
-    const t = pool.threads[i] ?? start(i);
-    if (t !== undefined && (best === undefined || t.outstanding < best.outstanding)) best = t;
-  }
-  if (best === undefined) {
-    for (const p of batch) fallback(p);
-    return;
-  }
+function send(best: VerifierThread, batch: Pending[]): void {
   let bytes = 0;
   for (const p of batch) bytes += ITEM_HEAD + p.msg.length;
   const buf = new ArrayBuffer(bytes);

@@ -76,6 +76,12 @@ export const VERIFY_KEY_CACHE_ENTRIES = 4096;
 export const VERIFY_BATCH_ITEMS = 16;
 
 /**
+ * Unanswered batches a verifier thread holds at most: one it works on and one ready behind it.
+ * More signatures wait in the queue and leave in fuller batches.
+ */
+export const VERIFY_BATCHES_AHEAD = 2;
+
+/**
  * The nice value a Node host's verifier threads take on Linux (0 is normal, 19 the lowest).
  * The event loop, which runs the pipeline's serial steps, then gets a core whenever it has work.
  */
