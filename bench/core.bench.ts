@@ -84,20 +84,20 @@ function post(session: inspector.Session, method: string, params?: object): Prom
  * core, so it says what the pipeline's serial steps cost even on a loaded machine.
  */
 function mainThreadCpuUs(): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${process.pid}/task/${process.pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return Number.isFinite(ticks) ? ticks * 10_000 : undefined;
-  } catch {
-    return undefined;
-  }
+  const ticks = threadTicks().get(String(process.pid));
+  return ticks === undefined || !Number.isFinite(ticks) ? undefined : ticks * 10_000;
 }
 
 /** CPU ticks (10 ms) of each thread of this process, by thread id (Linux). */
 function threadTicks(): Map<string, number> {
   const m = new Map<string, number>();
-  for (const t of readdirSync('/proc/self/task')) {
+  let tasks: string[];
+  try {
+    tasks = readdirSync('/proc/self/task');
+  } catch {
+    return m; // no /proc (not Linux)
+  }
+  for (const t of tasks) {
     try {
       const stat = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
