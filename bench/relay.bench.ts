@@ -3,7 +3,7 @@
  * across the relays), 10 topics, 1 KiB sealed ops: publish→deliver latency at 1,000 ops/s, the
  * maximum sustained ops/s (highest offered rate with p99 < 250 ms and ≥ 99.9% delivered), relay
  * RSS per connected idle peer, and one fresh peer's catch-up of 10,000 ops end to end (connect,
- * subscribe, open, verify, accept). In the same run, the two floors under the same load: a plain
+ * subscribe, open, verify, accept; the peer is a process of its own, bench/catchup-peer.ts). In the same run, the two floors under the same load: a plain
  * `ws` fan-out server and a bare js-libp2p gossipsub hub (bench/relay/).
  *
  * Run: npm run bench:relay   (BENCH_RELAY_FLOORS=0 skips the floors; BENCH_RELAY_SIGNING=1 adds
@@ -12,18 +12,11 @@
  *             "floorGossipsubOpsPerSec","floorWsOpsPerSec"}
  */
 import os from 'node:os';
-import { nodeEd25519 } from '../shared/src/crypto/ed25519.node.js';
-import { nodeAead } from '../shared/src/crypto/aead.node.js';
-import { nodeSha256 } from '../shared/src/crypto/sha256.node.js';
 import { topicId } from '../shared/src/crypto/sha256.js';
-import { SpaceReplica } from '../shared/src/core/replica.js';
-import { ManualClock, TestGroup } from '../shared/src/core/testkit.js';
+import { TestGroup } from '../shared/src/core/testkit.js';
 import { libp2pConnector } from '../shared/src/net/libp2p.js';
-import { RelayPool } from '../shared/src/net/pool.js';
-import { SpaceSync } from '../shared/src/net/space-sync.js';
-import { webRng } from '../shared/src/ports/env.js';
-import { memoryStorage } from '../shared/src/ports/storage.memory.js';
 import { appendMany } from '../relay/src/testing/util.js';
+import { catchUpInChild, catchUpInput } from './catchup-peer.js';
 import { generate, makeAuthors } from './oplog.js';
 import {
   type LoadPeer,
@@ -73,35 +66,18 @@ async function catchUp(target: ConclaveTarget, n: number): Promise<{ sec: number
   }
   await probeNode.stop();
   await writerNode.stop();
-
-  const started = performance.now();
-  const connector = await libp2pConnector();
-  const storage = memoryStorage();
-  const pool = new RelayPool({ connector, relays: [other.multiaddr], storage, sha256: nodeSha256 });
-  await pool.start();
-  const connectMs = performance.now() - started;
-  const sync = new SpaceSync({ pool, topic });
-  const replica = await SpaceReplica.open({
-    space: gen.space,
-    storage,
-    keys: group,
-    membership: group,
-    ed25519: nodeEd25519(),
-    clock: new ManualClock(1_800_000_000_000),
-    rng: webRng,
-    aead: nodeAead(),
-    sha256: nodeSha256,
-    fetchMissing: sync.fetchMissing,
-  });
-  sync.start(replica);
-  for (let i = 0; replica.state.size < n && i < 120_000; i++) await new Promise((r) => setTimeout(r, 5));
-  await sync.idle();
-  const sec = (performance.now() - started) / 1000;
-  if (replica.state.size !== n) throw new Error(`catch-up accepted only ${replica.state.size} of ${n}`);
-  await sync.stop();
-  await pool.close();
-  await connector.stop();
-  return { sec, connectMs };
+  // The fresh peer is a process of its own, bundled like the CLI: not this driver, whose event
+  // loop also carries the swarm's 200 client nodes.
+  const r = await catchUpInChild(
+    catchUpInput(
+      other.multiaddr,
+      gen.space,
+      people.map((p) => p.user),
+      n,
+    ),
+  );
+  if (r.accepted !== n) throw new Error(`catch-up accepted only ${r.accepted} of ${n}`);
+  return { sec: r.sec, connectMs: r.connectMs };
 }
 
 async function floor(
