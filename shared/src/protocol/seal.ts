@@ -6,7 +6,7 @@
  * The whole encoding is exactly one padding bucket long, so a relay learns only the bucket.
  * Padding is ISO/IEC 7816-4 (0x80 then zeros), unambiguous for any op bytes.
  */
-import { type CborValue, decode, encode } from './cbor.js';
+import { type CborValue, type DecodeLimits, decode, encode } from './cbor.js';
 import { SealError } from './errors.js';
 import { type EpochRef, type TopicId, HASH_BYTES, bufferSource, concatBytes } from './ids.js';
 import { MAX_SEALED_BYTES, SEAL_BUCKETS } from './limits.js';
@@ -50,9 +50,33 @@ function bad(what: string): never {
   throw new SealError('bad-envelope', what);
 }
 
+/**
+ * Whether `message` presents itself as a sealed op: a padding bucket's length, and the head of
+ * the envelope's four-item array with its 32-byte topic (`84 58 20`). A cheap look, not a
+ * decode. Other mailbox messages (MLS handshakes are arrays of five, relay records and invite
+ * messages have their own heads) never pass it, whatever their length.
+ */
+export function looksSealed(message: Uint8Array): boolean {
+  return (
+    SEAL_BUCKETS.includes(message.length) && message[0] === 0x84 && message[1] === 0x58 && message[2] === 0x20
+  );
+}
+
 export function encodeSealed(env: SealedEnvelope): Uint8Array {
   return encode([env.topic, [env.epoch.epoch, env.epoch.commitHash], env.nonce, env.ciphertext]);
 }
+
+/**
+ * Limits for an envelope: the whole is at most the top bucket, and its ciphertext takes nearly
+ * all of it, so the default string limit (sized for fields inside an op) would refuse every op
+ * sealed into the top bucket.
+ */
+const ENVELOPE_LIMITS: DecodeLimits = {
+  maxBytes: MAX_SEALED_BYTES,
+  maxArrayLength: 4,
+  maxStringBytes: MAX_SEALED_BYTES,
+  maxDepth: 2,
+};
 
 /** Decodes an envelope. Throws `CodecError` (bad CBOR) or `SealError('bad-envelope')`. */
 export function decodeSealed(bytes: Uint8Array): SealedEnvelope {
@@ -60,7 +84,7 @@ export function decodeSealed(bytes: Uint8Array): SealedEnvelope {
   if (!SEAL_BUCKETS.includes(bytes.length))
     throw new SealError('bad-envelope', 'length is not a padding bucket');
   // Views: the envelope's fields are read from the caller's bytes, which are kept as they are.
-  const v = decode(bytes, undefined, { views: true });
+  const v = decode(bytes, ENVELOPE_LIMITS, { views: true });
   if (!Array.isArray(v) || v.length !== 4) bad('expected an array of 4');
   const [topic, epoch, nonce, ct] = v as readonly CborValue[];
   if (!(topic instanceof Uint8Array) || topic.length !== HASH_BYTES) bad('topic');
