@@ -38,7 +38,7 @@ import { MALFORMED_FRAMES_ALLOWED } from './limiter.js';
 import { BACKBONE_PREFIX } from './relay.js';
 import { type SpawnedRelay, spawnRelay, tempDir } from './testing/spawn.js';
 import { type RawStream, openRaw, rawNode, varint } from './testing/raw.js';
-import { address, collect, message, metric, sealedMessage, until } from './testing/util.js';
+import { address, collect, fakeSealed, message, metric, sealedMessage, until } from './testing/util.js';
 
 /** Requests per second per peer on the relay under test (bursts up to twice that). */
 const RATE = 50;
@@ -346,19 +346,23 @@ describe('a relay under hostile input', () => {
     await assertServesOthers();
   });
 
-  it('refuses at append what the backbone refuses: a padding bucket’s length that is no sealed op of its mailbox', async () => {
+  it('refuses at append what the backbone refuses: a message that presents itself as a sealed op and is none of its mailbox', async () => {
     const link = await client();
     const addr = mailbox();
-    // 1,024 bytes of no sealed op, and a sealed op of another mailbox: both refused, nothing stored.
+    // 1,024 bytes with a sealed op's head and no sealed op, and a sealed op of another mailbox:
+    // both refused, nothing stored.
     const refused = { name: 'NetworkError', code: 'refused', status: 'malformed' };
-    await expect(link.append(addr, message(0x5e, 1, 1024))).rejects.toMatchObject(refused);
+    await expect(link.append(addr, fakeSealed(addr, 1024))).rejects.toMatchObject(refused);
     await expect(link.append(addr, sealedMessage(mailbox(), 2))).rejects.toMatchObject(refused);
-    // A sealed op of this mailbox, and an opaque message of another length, are stored.
+    // A sealed op of this mailbox, and opaque messages (one of them a padding bucket's length,
+    // as an MLS handshake may be) are stored.
     const sealed = sealedMessage(addr, 3);
+    const opaque = [message(0x5e, 4, 1000), message(0x5e, 5, 1024)];
     expect(await link.append(addr, sealed)).toEqual({ kind: 'appended', seq: 1 });
-    expect(await link.append(addr, message(0x5e, 4, 1000))).toEqual({ kind: 'appended', seq: 2 });
-    const got = await collect(link, addr, 2, { timeoutMs: 10_000 });
-    expect(got.messages.map((m) => toHex(m))).toEqual([toHex(sealed), toHex(message(0x5e, 4, 1000))]);
+    expect(await link.append(addr, opaque[0] as Uint8Array)).toEqual({ kind: 'appended', seq: 2 });
+    expect(await link.append(addr, opaque[1] as Uint8Array)).toEqual({ kind: 'appended', seq: 3 });
+    const got = await collect(link, addr, 3, { timeoutMs: 10_000 });
+    expect(got.messages.map((m) => toHex(m))).toEqual([sealed, ...opaque].map((m) => toHex(m)));
     await link.close();
   });
 
@@ -496,7 +500,7 @@ describe('a relay under hostile input', () => {
       encode([other, message(8, 1, 300), null]), // an envelope of another address
       encode([addr, message(8, 2, 300), -1]), // a negative epoch
       encode([addr, new Uint8Array(0), null]), // an empty message
-      encode([addr, message(8, 3, 256), null]), // a padding bucket's length, but no sealed op
+      encode([addr, fakeSealed(addr, 256), null]), // a sealed op's head and length, but no sealed op
       encode([addr, message(8, 4, 300)]), // two fields
     ];
     for (const g of garbage) await pubsub.publish(topic, g);

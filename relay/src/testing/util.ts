@@ -14,7 +14,7 @@ export function address(n: number, salt = 0x5a): Uint8Array {
 
 /**
  * A message of `size` bytes carrying `tag` and index `i` in its first 8 bytes. Opaque to a relay
- * (like an MLS handshake): the default is no padding bucket's length, which only sealed ops have.
+ * (like an MLS handshake) at any length: it does not begin like a sealed op.
  */
 export function message(tag: number, i: number, size = 1000): Uint8Array {
   const m = new Uint8Array(size);
@@ -38,6 +38,17 @@ export function sealedMessage(address: Uint8Array, tag: number, size = 1024): Ui
     if (bytes.length === size) return bytes;
   }
   throw new Error(`no sealed op is ${size} bytes long`);
+}
+
+/**
+ * `size` bytes that present themselves as a sealed op of `address` (a sealed op's head: a
+ * four-item array, then the 32-byte topic) and are none: the CBOR breaks off after the topic.
+ */
+export function fakeSealed(address: Uint8Array, size = 1024): Uint8Array {
+  const m = new Uint8Array(size).fill(0xff);
+  m.set([0x84, 0x58, 0x20]);
+  m.set(address, 3);
+  return m;
 }
 
 export function indexOf(m: Uint8Array): number {

@@ -7,7 +7,8 @@
 import type { AcceptOutcome, SpaceReplica } from '../core/replica.js';
 import type { OpId, TopicId } from '../protocol/ids.js';
 import { bytesKey } from '../protocol/ids.js';
-import { MAX_SYNC_IDS, SEAL_BUCKETS } from '../protocol/limits.js';
+import { MAX_SYNC_IDS } from '../protocol/limits.js';
+import { looksSealed } from '../protocol/seal.js';
 import type { Follow, RelayPool } from './pool.js';
 
 /** Ops. Accepts in flight at once: verification runs in parallel, application in order. */
@@ -31,8 +32,7 @@ export interface SpaceSyncOptions {
  * anything else on the mailbox goes to the handshake handler.
  */
 export function isSealedOp(message: Uint8Array, topic: TopicId): boolean {
-  if (!SEAL_BUCKETS.includes(message.length)) return false;
-  if (message[0] !== 0x84 || message[1] !== 0x58 || message[2] !== 0x20) return false;
+  if (!looksSealed(message)) return false;
   for (let i = 0; i < 32; i++) if (message[3 + i] !== topic[i]) return false;
   return true;
 }
