@@ -81,7 +81,10 @@ export async function catchUpInChild(input: CatchUpInput): Promise<CatchUpResult
     define: { 'process.env.CONCLAVE_CATCHUP_CHILD': '"1"' },
     logLevel: 'warning',
   });
+  // BENCH_RELAY_CATCHUP_PROFILE=<dir>: a CPU profile of the fresh peer, for finding where its time goes.
+  const profile = process.env.BENCH_RELAY_CATCHUP_PROFILE;
   const args = [
+    ...(profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`]),
     '--experimental-websocket',
     '--import',
     join(root, 'scripts/node20.mjs'),

@@ -27,7 +27,7 @@ import { type DeviceIdentity, createIdentity } from '../shared/src/protocol/iden
 import { type AcceptOutcome, SpaceReplica } from '../shared/src/core/replica.js';
 import { ManualClock, TestGroup } from '../shared/src/core/testkit.js';
 import { AUTHORS, type Generated, generate } from './oplog.js';
-const IN_FLIGHT = 100;
+const IN_FLIGHT = Number(process.env.BENCH_CORE_IN_FLIGHT ?? 100);
 /** Ops run through the Node host's pipeline before the measured runs (see main). */
 const WARM_UP_OPS = Number(process.env.BENCH_CORE_WARM_UP ?? 5_000);
 /** Identities are made with WebCrypto (as in a browser); each host verifies with its own. */
