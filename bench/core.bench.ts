@@ -8,7 +8,7 @@
  * browser-crypto run), BENCH_CORE_PROFILE=<file> (CPU profile of the pipeline),
  * BENCH_CORE_HEAPPROF=<file> (sampled allocations, Node host run), BENCH_CORE_THREADS=1 (CPU µs
  * per op of each thread, Linux), BENCH_CORE_RAW_CPU=1 (CPU µs per signature of the raw
- * verification).
+ * verification), BENCH_CORE_IN_FLIGHT=<n> (ops and signatures in flight, 100 by default).
  * The Node host's runs follow a warm-up of BENCH_CORE_WARM_UP ops (5,000) in another Space.
  * Last line: {"opsPerSec10k","opsPerSec100k","rawVerifyPerSec","heapBytesPerOp",…}
  */
