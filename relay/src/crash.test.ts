@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { libp2pConnector } from '../../shared/src/net/libp2p.js';
 import type { RelayConnector, RelayLink } from '../../shared/src/ports/network.js';
 import { bytesKey, equalBytes } from '../../shared/src/protocol/ids.js';
-import { MAX_PAGE_MESSAGES, SEAL_BUCKETS } from '../../shared/src/protocol/limits.js';
+import { MAX_PAGE_MESSAGES } from '../../shared/src/protocol/limits.js';
 import { type SpawnedRelay, spawnRelay, tempDir } from './testing/spawn.js';
 import { address, collect } from './testing/util.js';
 
@@ -19,13 +19,9 @@ const IN_FLIGHT = 64;
 /** Acknowledged appends (all writers) after which the relay is killed. */
 const KILL_AT = 1500;
 
-/**
- * A message naming its writer and index, of varying size, with content derived from both. No size
- * is a padding bucket's: the relay would check a message of that length as a sealed op.
- */
+/** A message naming its writer and index, of varying size, with content derived from both. */
 function payload(tag: number, i: number): Uint8Array {
-  const raw = 64 + ((i * 37 + tag * 101) % 1900);
-  const size = SEAL_BUCKETS.includes(raw) ? raw + 1 : raw;
+  const size = 64 + ((i * 37 + tag * 101) % 1900);
   const m = new Uint8Array(size);
   const v = new DataView(m.buffer);
   v.setUint32(0, tag);
