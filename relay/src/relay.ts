@@ -41,6 +41,7 @@ import { BLOB_PROTOCOL, MAILBOX_PROTOCOL, SYNC_PROTOCOL } from '../../shared/src
 import { sha256 } from '../../shared/src/crypto/sha256.js';
 import { nodeSha256 } from '../../shared/src/crypto/sha256.node.js';
 import type { RelayConfig } from './config.js';
+import { libp2pLogger } from './libp2p-logger.js';
 import { PeerLimiter } from './limiter.js';
 import { relayMetrics } from './relay-metrics.js';
 import { Hub, ServerSession, type ServiceContext } from './service.js';
@@ -204,6 +205,7 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
   const metrics = relayMetrics();
 
   const node = await createLibp2p({
+    ...libp2pLogger(process.env),
     privateKey,
     addresses: { listen: [...config.listen] },
     transports: [webSockets()],
