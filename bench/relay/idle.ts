@@ -19,6 +19,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type ConclaveTarget, startConclaveRelays } from './conclave.js';
 import { type LoadPeer, closeSwarm, openSwarm, runRate } from './driver.js';
+// The peers dial with ws's client, as in bench:relay.
+import './ws-client.js';
 
 const { values } = parseArgs({
   options: {
