@@ -7,7 +7,9 @@
  * `ws` fan-out server and a bare js-libp2p gossipsub hub (bench/relay/).
  *
  * Run: npm run bench:relay   (BENCH_RELAY_FLOORS=0 skips the floors; BENCH_RELAY_SIGNING=1 adds
- * a pass with signed backbone gossip at 150 and 250 ops/s, to compare with the same steps unsigned.)
+ * a pass with signed backbone gossip at 150 and 250 ops/s, to compare with the same steps unsigned;
+ * BENCH_RELAY_ONLY=catchup runs only the catch-up, BENCH_RELAY_ONLY=idle only the RSS per idle peer,
+ * measured as in the full run: the swarm opened, 2 s, then 100 more peers.)
  * Last line: {"p50Ms","p99Ms","maxSustainedOpsPerSec","rssPerIdlePeerKiB","catchup10kSec",
  *             "floorGossipsubOpsPerSec","floorWsOpsPerSec"}
  */
@@ -23,6 +25,7 @@ import {
   type LoadTarget,
   type SearchResult,
   type StepResult,
+  type Swarm,
   closeSwarm,
   formatStep,
   judge,
@@ -80,6 +83,46 @@ async function catchUp(target: ConclaveTarget, n: number): Promise<{ sec: number
   return { sec: r.sec, connectMs: r.connectMs };
 }
 
+/**
+ * The relays' RSS per connected idle peer: (RSS with the swarm's PEERS idle, connected and
+ * subscribed peers − RSS before them) / PEERS, and the marginal figure with EXTRA_PEERS more.
+ */
+async function measureIdle(
+  target: ConclaveTarget,
+  open: Swarm,
+  rssBefore: number,
+): Promise<{ rssPerIdlePeerKiB: number; rssPerExtraIdlePeerKiB: number }> {
+  await new Promise((r) => setTimeout(r, 2000));
+  const rssIdle = await target.relayRss();
+  const rssPerIdlePeerKiB = (rssIdle - rssBefore) / PEERS / 1024;
+  log(
+    `relays' RSS: ${(rssBefore / 2 ** 20).toFixed(0)} MiB before the peers, ${(rssIdle / 2 ** 20).toFixed(0)} MiB ` +
+      `with ${PEERS} idle peers connected and subscribed: ${rssPerIdlePeerKiB.toFixed(1)} KiB per peer`,
+  );
+  // The figure above also holds what the relays grow by once, whatever the number of peers
+  // (code compiled for the handshakes, V8's young generation growing to its working size).
+  // The marginal cost: EXTRA_PEERS more idle peers on relays that already hold PEERS.
+  const extra: LoadPeer[] = [];
+  for (let j = 0; j < EXTRA_PEERS; j++) {
+    const peer = await target.connect(PEERS + j);
+    await peer.subscribe(open.topics[j % TOPICS] as Uint8Array, () => undefined);
+    extra.push(peer);
+  }
+  await new Promise((r) => setTimeout(r, 2000));
+  const rssMore = await target.relayRss();
+  const rssPerExtraIdlePeerKiB = (rssMore - rssIdle) / EXTRA_PEERS / 1024;
+  log(
+    `relays' RSS with ${EXTRA_PEERS} more idle peers: ${(rssMore / 2 ** 20).toFixed(0)} MiB, ` +
+      `${rssPerExtraIdlePeerKiB.toFixed(1)} KiB per added peer`,
+  );
+  for (const peer of extra) await peer.close();
+  await new Promise((r) => setTimeout(r, 1000));
+  return {
+    rssPerIdlePeerKiB: Number(rssPerIdlePeerKiB.toFixed(1)),
+    rssPerExtraIdlePeerKiB: Number(rssPerExtraIdlePeerKiB.toFixed(1)),
+  };
+}
+
 async function floor(
   start: () => Promise<LoadTarget>,
 ): Promise<{ result: SearchResult; at1000: StepResult }> {
@@ -104,38 +147,21 @@ async function main(): Promise<void> {
     return;
   }
   const rssBefore = await target.relayRss();
-  let rssPerIdlePeerKiB = 0;
-  let rssPerExtraIdlePeerKiB = 0;
+  if (process.env.BENCH_RELAY_ONLY === 'idle') {
+    const swarm = await openSwarm(target, options);
+    const idle = await measureIdle(target, swarm, rssBefore);
+    log(JSON.stringify(idle));
+    await closeSwarm(swarm);
+    return;
+  }
+  let idle = { rssPerIdlePeerKiB: 0, rssPerExtraIdlePeerKiB: 0 };
   const { swarm, result, at1000 } = await searchTarget(target, {
     ...options,
     onOpen: async (open) => {
-      await new Promise((r) => setTimeout(r, 2000));
-      const rssIdle = await target.relayRss();
-      rssPerIdlePeerKiB = (rssIdle - rssBefore) / PEERS / 1024;
-      log(
-        `relays' RSS: ${(rssBefore / 2 ** 20).toFixed(0)} MiB before the peers, ${(rssIdle / 2 ** 20).toFixed(0)} MiB ` +
-          `with ${PEERS} idle peers connected and subscribed: ${rssPerIdlePeerKiB.toFixed(1)} KiB per peer`,
-      );
-      // The figure above also holds what the relays grow by once, whatever the number of peers
-      // (code compiled for the handshakes, V8's young generation growing to its working size).
-      // The marginal cost: EXTRA_PEERS more idle peers on relays that already hold PEERS.
-      const extra: LoadPeer[] = [];
-      for (let j = 0; j < EXTRA_PEERS; j++) {
-        const peer = await target.connect(PEERS + j);
-        await peer.subscribe(open.topics[j % TOPICS] as Uint8Array, () => undefined);
-        extra.push(peer);
-      }
-      await new Promise((r) => setTimeout(r, 2000));
-      const rssMore = await target.relayRss();
-      rssPerExtraIdlePeerKiB = (rssMore - rssIdle) / EXTRA_PEERS / 1024;
-      log(
-        `relays' RSS with ${EXTRA_PEERS} more idle peers: ${(rssMore / 2 ** 20).toFixed(0)} MiB, ` +
-          `${rssPerExtraIdlePeerKiB.toFixed(1)} KiB per added peer`,
-      );
-      for (const peer of extra) await peer.close();
-      await new Promise((r) => setTimeout(r, 1000));
+      idle = await measureIdle(target, open, rssBefore);
     },
   });
+  const { rssPerIdlePeerKiB, rssPerExtraIdlePeerKiB } = idle;
   log(`conclave: ${(await target.describe?.()) ?? ''}`);
   const catchup = await catchUp(target, 10_000);
   log(
@@ -183,11 +209,11 @@ async function main(): Promise<void> {
       p50Ms: at1000.p50Ms,
       p99Ms: at1000.p99Ms,
       maxSustainedOpsPerSec: result.maxSustainedOpsPerSec,
-      rssPerIdlePeerKiB: Number(rssPerIdlePeerKiB.toFixed(1)),
+      rssPerIdlePeerKiB,
       catchup10kSec: Number(catchup.sec.toFixed(2)),
       floorGossipsubOpsPerSec: floorGossipsub,
       floorWsOpsPerSec: floorWs,
-      rssPerExtraIdlePeerKiB: Number(rssPerExtraIdlePeerKiB.toFixed(1)),
+      rssPerExtraIdlePeerKiB,
       ...figures,
     }),
   );

@@ -10,6 +10,7 @@ import { createServer, type Server } from 'node:http';
 import { serveWeb } from './web.js';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import process from 'node:process';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2';
@@ -40,6 +41,7 @@ import { BLOB_PROTOCOL, MAILBOX_PROTOCOL, SYNC_PROTOCOL } from '../../shared/src
 import { sha256 } from '../../shared/src/crypto/sha256.js';
 import { nodeSha256 } from '../../shared/src/crypto/sha256.node.js';
 import type { RelayConfig } from './config.js';
+import { libp2pLogger } from './libp2p-logger.js';
 import { PeerLimiter } from './limiter.js';
 import { relayMetrics } from './relay-metrics.js';
 import { Hub, ServerSession, type ServiceContext } from './service.js';
@@ -203,6 +205,7 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
   const metrics = relayMetrics();
 
   const node = await createLibp2p({
+    ...libp2pLogger(process.env),
     privateKey,
     addresses: { listen: [...config.listen] },
     transports: [webSockets()],
@@ -662,6 +665,26 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
     () => topics.size,
   );
   registry.gauge('conclave_relay_stored_messages', 'Mailbox messages on disk.', () => store.stats().messages);
+  // The process's memory, read at scrape time: what a connected peer costs shows here.
+  registry.gauge('process_resident_memory_bytes', 'Resident set size, bytes.', () =>
+    process.memoryUsage.rss(),
+  );
+  registry.gauge('nodejs_heap_used_bytes', 'V8 heap in use, bytes.', () => process.memoryUsage().heapUsed);
+  registry.gauge(
+    'nodejs_heap_total_bytes',
+    'V8 heap reserved, bytes.',
+    () => process.memoryUsage().heapTotal,
+  );
+  registry.gauge(
+    'nodejs_external_memory_bytes',
+    'Memory of C++ objects bound to JavaScript objects (Buffers among them), bytes.',
+    () => process.memoryUsage().external,
+  );
+  registry.gauge(
+    'nodejs_array_buffers_bytes',
+    'Memory of ArrayBuffers and Buffers (part of the external memory), bytes.',
+    () => process.memoryUsage().arrayBuffers,
+  );
   registry.gauge(
     'conclave_relay_stored_blob_bytes',
     'Blob chunk bytes on disk.',
