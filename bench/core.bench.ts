@@ -212,6 +212,7 @@ async function runPipeline(n: number, people: DeviceIdentity[], host: 'web' | 'n
   if (replica.currentHeads().length === 0) throw new Error('no heads');
   return {
     gen,
+    replica,
     opsPerSec: (n / ms) * 1000,
     ms,
     mainBusy,
@@ -267,6 +268,7 @@ async function main(): Promise<void> {
       `(main thread ${big.mainCpuUsPerOp?.toFixed(0) ?? '?'})`,
   );
   const rawVerifyPerSec = Math.max(raw10, raw100);
+  if (warm.replica.currentHeads().length === 0) throw new Error('no heads');
   console.log(
     `pipeline / raw verify: 10k ${((small.opsPerSec / rawVerifyPerSec) * 100).toFixed(0)}%, ` +
       `100k ${((big.opsPerSec / rawVerifyPerSec) * 100).toFixed(0)}% (target >= 60%); heap target <= 1024 B/op`,

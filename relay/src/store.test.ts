@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { fdatasync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +53,11 @@ function sha256(b: Uint8Array): Uint8Array {
 function appended(o: AppendOutcome): { seq: number; hash: Uint8Array; duplicate: boolean } {
   if (o.kind !== 'appended') throw new Error(`expected appended, got ${o.kind}`);
   return o;
+}
+
+async function until(ready: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !ready(); i++) await new Promise((r) => setTimeout(r, 5));
+  expect(ready()).toBe(true);
 }
 
 function seqs(store: RelayStore, address: Uint8Array): number[] {
@@ -263,6 +268,88 @@ describe('RelayStore mailboxes', () => {
     expect(heard).toHaveLength(4);
     await store.append(B, msg('b2'));
     expect(heard.at(-1)).toBe('bb:2:b2');
+  });
+
+  it('acknowledges, announces and serves an append only once the WAL is synced to disk', async () => {
+    const dir = tempDir();
+    const held: (() => void)[] = [];
+    // Each sync of the WAL waits until the test lets it run (for real, on the thread pool).
+    const store = RelayStore.open(dir, BIG, {
+      syncFile: (fd, done) => {
+        held.push(() => {
+          fdatasync(fd, done);
+        });
+      },
+    });
+    open.push(store);
+    const heard: number[] = [];
+    store.onAppended((_, seq) => heard.push(seq));
+    const acked: number[] = [];
+    const first = store.append(A, msg('one')).then((o) => acked.push(appended(o).seq));
+    const onDisk = (): number => {
+      const peek = new Database(join(dir, STORE_FILE), { readonly: true });
+      const row = peek.prepare('SELECT count(*) AS n FROM messages').get() as { n: number };
+      peek.close();
+      return row.n;
+    };
+    await until(() => held.length === 1);
+    // Committed (another connection reads it) but not synced: not acknowledged, not announced, and
+    // this store serves no seq a power cut could still take back.
+    expect(onDisk()).toBe(1);
+    const second = store.append(A, msg('two')).then((o) => acked.push(appended(o).seq));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(acked).toEqual([]);
+    expect(heard).toEqual([]);
+    expect(store.lastSeq(A)).toBe(0);
+    expect(store.firstSeq(A)).toBe(1);
+    expect(seqs(store, A)).toEqual([]);
+    // The second append waits for the running sync and goes in the next commit.
+    expect(onDisk()).toBe(1);
+    (held.shift() as () => void)();
+    await first;
+    expect(acked).toEqual([1]);
+    expect(heard).toEqual([1]);
+    expect(store.lastSeq(A)).toBe(1);
+    expect(seqs(store, A)).toEqual([1]);
+    await until(() => held.length === 1);
+    expect(onDisk()).toBe(2);
+    expect(acked).toEqual([1]);
+    (held.shift() as () => void)();
+    await second;
+    expect(acked).toEqual([1, 2]);
+    expect(heard).toEqual([1, 2]);
+    expect(seqs(store, A)).toEqual([1, 2]);
+  });
+
+  it('rejects the writes a failed sync covered with io, never announces them, and takes no more writes', async () => {
+    const dir = tempDir();
+    let fail = true;
+    const store = RelayStore.open(dir, BIG, {
+      syncFile: (fd, done) => {
+        if (fail) done(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+        else fdatasync(fd, done);
+      },
+    });
+    open.push(store);
+    const heard: number[] = [];
+    store.onAppended((_, seq) => heard.push(seq));
+    const results = await Promise.allSettled([store.append(A, msg('a')), store.append(B, msg('b'))]);
+    for (const r of results) {
+      expect(r.status).toBe('rejected');
+      if (r.status === 'rejected') {
+        expect(r.reason).toBeInstanceOf(StoreError);
+        expect((r.reason as StoreError).code).toBe('io');
+      }
+    }
+    expect(heard).toEqual([]);
+    expect(store.lastSeq(A)).toBe(0);
+    expect(seqs(store, A)).toEqual([]);
+    // The disk is not trusted any more, even if a later sync would work.
+    fail = false;
+    await expect(store.append(A, msg('later'))).rejects.toMatchObject({ code: 'io' });
+    const chunk = msg('chunk');
+    await expect(store.putBlob(sha256(chunk), chunk, 'peer')).rejects.toMatchObject({ code: 'io' });
+    expect(heard).toEqual([]);
   });
 
   it('group-commits 1,000 concurrent appends with distinct dense seqs, each caller its own', async () => {
