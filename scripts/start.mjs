@@ -27,6 +27,8 @@ out(`Starting a local relay (data in ${join(dataDir, 'relay')})`);
 const relay = spawn(
   process.execPath,
   [
+    // As `npm run relay` (package.json): V8's young generation capped (relay/README.md, Memory).
+    '--max-semi-space-size=4',
     '--experimental-websocket',
     '--import',
     join(root, 'scripts/node20.mjs'),

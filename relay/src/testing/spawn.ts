@@ -50,6 +50,8 @@ export function tempDir(prefix = 'conclave-relay-'): { dir: string; cleanup(): v
 export async function spawnRelay(options: SpawnOptions = {}): Promise<SpawnedRelay> {
   const dataDir = options.dataDir ?? tempDir().dir;
   const args = [
+    // As `npm run relay` (package.json): V8's young generation capped (relay/README.md, Memory).
+    '--max-semi-space-size=4',
     ...(options.nodeArgs ?? []),
     '--experimental-websocket',
     '--import',
