@@ -3,7 +3,7 @@
  * esbuild bundle, like the CLI): it connects to one relay, follows a Space's mailbox from the
  * start and takes every op through its pipeline (open, verify, accept) into an empty store.
  * Started by `catchUpInChild` with its inputs as one JSON argument; prints one JSON line,
- * `{"sec","connectMs","accepted"}`, timed from creating its libp2p node to the last op accepted.
+ * `{"sec","connectMs","firstMs","accepted"}`, timed from creating its libp2p node to the last op accepted.
  */
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -35,6 +35,8 @@ export interface CatchUpInput {
 export interface CatchUpResult {
   readonly sec: number;
   readonly connectMs: number;
+  /** Milliseconds from the start to the first op accepted (connect, subscribe, first page). */
+  readonly firstMs: number;
   readonly accepted: number;
 }
 
@@ -135,7 +137,9 @@ async function run(input: CatchUpInput): Promise<CatchUpResult> {
   const all = new Promise<void>((resolve) => {
     done = resolve;
   });
+  let firstMs = Number.NaN;
   const poll = setInterval(() => {
+    if (Number.isNaN(firstMs) && replica.state.size > 0) firstMs = performance.now() - started;
     if (replica.state.size >= input.n) done();
   }, 2);
   const limit = setTimeout(done, 120_000);
@@ -149,7 +153,7 @@ async function run(input: CatchUpInput): Promise<CatchUpResult> {
   await sync.stop();
   await pool.close();
   await connector.stop();
-  return { sec, connectMs, accepted };
+  return { sec, connectMs, firstMs, accepted };
 }
 
 if (process.env.CONCLAVE_CATCHUP_CHILD === '1') {
