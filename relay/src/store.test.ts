@@ -321,6 +321,39 @@ describe('RelayStore mailboxes', () => {
     expect(seqs(store, A)).toEqual([1, 2]);
   });
 
+  it('answers a duplicate once its original is synced, and syncs nothing for a commit that wrote nothing', async () => {
+    const held: (() => void)[] = [];
+    const store = RelayStore.open(tempDir(), BIG, {
+      syncFile: (fd, done) => {
+        held.push(() => {
+          fdatasync(fd, done);
+        });
+      },
+    });
+    open.push(store);
+    const answered: string[] = [];
+    const first = store.append(A, msg('one')).then((o) => answered.push(`first ${appended(o).seq}`));
+    await until(() => held.length === 1);
+    // The same message again while its commit is not synced: a duplicate of seq 1, but not
+    // acknowledged before seq 1 is on disk.
+    const again = store
+      .append(A, msg('one'))
+      .then((o) => answered.push(`again ${appended(o).seq} ${String(appended(o).duplicate)}`));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(answered).toEqual([]);
+    (held.shift() as () => void)();
+    await Promise.all([first, again]);
+    expect(answered).toEqual(['first 1', 'again 1 true']);
+    // Later duplicates and refusals write nothing and wait for no sync.
+    expect(appended(await store.append(A, msg('one'))).duplicate).toBe(true);
+    const chunk = msg('chunk');
+    expect(await store.putBlob(sha256(chunk), msg('other'), 'peer')).toEqual({
+      kind: 'refused',
+      reason: 'hash-mismatch',
+    });
+    expect(held).toHaveLength(0);
+  });
+
   it('rejects the writes a failed sync covered with io, never announces them, and takes no more writes', async () => {
     const dir = tempDir();
     let fail = true;

@@ -265,6 +265,8 @@ export class RelayStore {
   private syncing = 0;
   /** Per address with committed but unsynced messages: the first and the last of their seqs. */
   private readonly unsyncedSeqs = new Map<string, { first: number; last: number }>();
+  /** Whether the transaction in progress wrote anything. */
+  private wrote = false;
   /** Set when a sync of the WAL failed: every later write rejects with it. */
   private failed: StoreError | undefined;
   private readonly commit: Database.Transaction<(batch: readonly PendingWrite[]) => (() => void)[]>;
@@ -463,6 +465,7 @@ export class RelayStore {
     if (!box) s.insertMailbox.run(address, message.length, now);
     else if (box.count === 0) s.bumpEmptyMailbox.run(message.length, now, address);
     else s.bumpMailbox.run(message.length, address);
+    this.wrote = true;
     s.insertMessage.run(address, seq, hash, now, message.length, message);
     if (epoch !== undefined) s.insertEpoch.run(address, epoch, hash, seq);
     this.committing.push({ address, seq, message });
@@ -554,6 +557,7 @@ export class RelayStore {
       if ((s.blobTotals.get()?.bytes ?? 0) + size > this.limits.maxBlobStoreBytes) {
         return { kind: 'refused', reason: 'store-quota' };
       }
+      this.wrote = true;
       s.insertBlob.run(hash, owner, size, bytes);
       s.addOwnerBytes.run(owner, size, size);
       s.addBlobTotals.run(size);
@@ -732,6 +736,7 @@ export class RelayStore {
     }
     let settle: (() => void)[];
     this.committing = [];
+    this.takeWrote();
     try {
       settle = this.commit.immediate(batch);
     } catch (error) {
@@ -742,6 +747,14 @@ export class RelayStore {
     }
     const fresh = this.committing;
     this.committing = [];
+    const wrote = this.takeWrote();
+    // No commit is made while a sync runs (see `schedule`), so the commits before this one are
+    // synced (except when `close` commits what is left): one of only duplicates and refusals
+    // has nothing to wait for.
+    if (!wrote && this.unsynced.length === 0) {
+      for (const f of settle) f();
+      return;
+    }
     for (const m of fresh) {
       const key = addressKey(m.address);
       const seqs = this.unsyncedSeqs.get(key);
@@ -750,6 +763,13 @@ export class RelayStore {
     }
     this.unsynced.push({ batch, settle, fresh });
     this.sync();
+  }
+
+  /** Whether the transaction wrote anything since the last call (and clears it). */
+  private takeWrote(): boolean {
+    const wrote = this.wrote;
+    this.wrote = false;
+    return wrote;
   }
 
   /**
