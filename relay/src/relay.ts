@@ -446,7 +446,9 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
         for (let page = 0; page < 10_000; page++) {
           const after = pullCursors.get(cursorKey) ?? 0;
           const got = await s.read(address, after, PULL_PAGE);
-          for (const m of got.messages) if (await storeReplica(address, m.message)) pulled++;
+          // A page is stored in one group commit (appends of one turn commit together, in order).
+          const stored = await Promise.all(got.messages.map((m) => storeReplica(address, m.message)));
+          for (const fresh of stored) if (fresh) pulled++;
           const last = got.messages.at(-1);
           if (last === undefined) break;
           pullCursors.set(cursorKey, last.seq);
