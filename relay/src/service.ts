@@ -81,8 +81,9 @@ const RECENT_BYTES = 4 * 1024 * 1024;
  * from here instead of one disk read per subscriber, and a subscriber that has everything is
  * told so without asking the disk.
  *
- * The store tells the hub of every new message synchronously right after its commit (before
- * anyone can read it from disk), so for a subscribed address the hub's `lastSeq` is the store's.
+ * The store tells the hub of every new message synchronously right after the sync that made it
+ * durable, and its reads by seq stop below what it has not told yet, so for a subscribed address
+ * the hub's `lastSeq` is the store's.
  */
 export class Hub {
   private readonly subs = new Map<string, Set<ServerSubscription>>();

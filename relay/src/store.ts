@@ -12,6 +12,8 @@
  * listener hear of a write only after the sync that covers it, and reads of seqs stop below the
  * first seq not yet synced, so nothing that a power cut could still undo is ever acknowledged,
  * pushed or served with its seq. Commits made while a sync runs are covered by the next one.
+ * Reads by hash (`getByHash`, `hasMessage`) may see a message whose commit is not yet synced: it
+ * has no seq there, and whoever fetches it by its hash can check it against that hash.
  *
  * It holds bytes it cannot read: mailbox messages are sealed ops, blobs are encrypted chunks.
  * Nothing here decodes them; the protocol handlers validate sizes before calling in.
@@ -189,9 +191,9 @@ interface MailboxRow {
 }
 
 /**
- * Told of every new message right after the transaction that stored it committed, in seq order,
- * before any caller's promise settles: nothing can read a seq from disk that the listener was not
- * told of yet.
+ * Told of every new message right after the sync that made its commit durable, in seq order,
+ * before any caller's promise settles. Reads by seq (`readAfter`, `lastSeq`, `firstSeq`) stop
+ * below the first message not yet synced, so nothing can read a seq the listener was not told of.
  */
 export type AppendListener = (address: Uint8Array, seq: number, message: Uint8Array) => void;
 
