@@ -8,7 +8,8 @@
  * browser-crypto run), BENCH_CORE_PROFILE=<file> (CPU profile of the pipeline),
  * BENCH_CORE_HEAPPROF=<file> (sampled allocations, Node host run), BENCH_CORE_THREADS=1 (CPU µs
  * per op of each thread, Linux), BENCH_CORE_RAW_CPU=1 (CPU µs per signature of the raw
- * verification), BENCH_CORE_IN_FLIGHT=<n> (ops and signatures in flight, 100 by default).
+ * verification), BENCH_CORE_IN_FLIGHT=<n> (ops and signatures in flight; by default the peer's
+ * ACCEPT_WINDOW, 256, as many as a Space's sync keeps in its pipeline).
  * The Node host's runs follow a warm-up of BENCH_CORE_WARM_UP ops (5,000) in another Space.
  * Last line: {"opsPerSec10k","opsPerSec100k","rawVerifyPerSec","heapBytesPerOp",…}
  */
@@ -26,8 +27,16 @@ import { webRng } from '../shared/src/ports/env.js';
 import { type DeviceIdentity, createIdentity } from '../shared/src/protocol/identity.js';
 import { type AcceptOutcome, SpaceReplica } from '../shared/src/core/replica.js';
 import { ManualClock, TestGroup } from '../shared/src/core/testkit.js';
+import { ACCEPT_WINDOW } from '../shared/src/net/space-sync.js';
 import { AUTHORS, type Generated, generate } from './oplog.js';
-const IN_FLIGHT = Number(process.env.BENCH_CORE_IN_FLIGHT ?? 100);
+/**
+ * Ops in the pipeline at once, and signatures in the raw measurement: as many as a peer's
+ * `SpaceSync` keeps in flight. With 100, the ops verified ahead of one still in a verifier
+ * thread's batch can fill the window while they wait for their turn in steps 4–7 (steps 4–7 take
+ * ops in call order), leaving a thread without work; the machine had more idle CPU: 41–59 of ~360 CPU ticks idle per 10k run against 16–24 with 256 (four
+ * alternated pairs, `/proc/stat`).
+ */
+const IN_FLIGHT = Number(process.env.BENCH_CORE_IN_FLIGHT ?? ACCEPT_WINDOW);
 /** Ops run through the Node host's pipeline before the measured runs (see main). */
 const WARM_UP_OPS = Number(process.env.BENCH_CORE_WARM_UP ?? 5_000);
 /** Identities are made with WebCrypto (as in a browser); each host verifies with its own. */
@@ -36,7 +45,7 @@ const ed = webCryptoEd25519();
  * The Node host's verifier, as the CLI has it (cli/src/home.ts): Node's `crypto.verify` in
  * batches on verifier threads (shared/src/crypto/ed25519.node.ts); WebCrypto with
  * BENCH_CORE_ED=webcrypto. The raw rate is measured with the same
- * one, 100 in flight. The browser worker's pipeline (WebCrypto throughout) is measured too,
+ * one, as many in flight. The browser worker's pipeline (WebCrypto throughout) is measured too,
  * against WebCrypto's own raw rate.
  */
 const nodeEd = process.env.BENCH_CORE_ED === 'webcrypto' ? ed : nodeEd25519();
@@ -260,6 +269,7 @@ async function main(): Promise<void> {
     `10k ops:  ${small.opsPerSec.toFixed(0)} ops/s (${small.ms.toFixed(0)} ms), heap ${small.heapPerOp.toFixed(0)} B/op, ` +
       `buffers ${small.bufPerOp.toFixed(0)} B/op, sealed ${small.sealedPerOp.toFixed(0)} B/op; raw verify ${raw10.toFixed(0)}/s; ` +
       `main thread busy ${(small.mainBusy * 100).toFixed(0)} %, CPU ${small.cpuUsPerOp.toFixed(0)} µs/op ` +
+      `on ${((small.cpuUsPerOp * small.opsPerSec) / 1e6).toFixed(2)} cores ` +
       `(main thread ${small.mainCpuUsPerOp?.toFixed(0) ?? '?'})`,
   );
   if (process.env.BENCH_CORE_SMALL === '1') return;
@@ -269,6 +279,7 @@ async function main(): Promise<void> {
     `100k ops: ${big.opsPerSec.toFixed(0)} ops/s (${big.ms.toFixed(0)} ms), heap ${big.heapPerOp.toFixed(0)} B/op, ` +
       `buffers ${big.bufPerOp.toFixed(0)} B/op, sealed ${big.sealedPerOp.toFixed(0)} B/op; raw verify ${raw100.toFixed(0)}/s; ` +
       `main thread busy ${(big.mainBusy * 100).toFixed(0)} %, CPU ${big.cpuUsPerOp.toFixed(0)} µs/op ` +
+      `on ${((big.cpuUsPerOp * big.opsPerSec) / 1e6).toFixed(2)} cores ` +
       `(main thread ${big.mainCpuUsPerOp?.toFixed(0) ?? '?'})`,
   );
   const rawVerifyPerSec = Math.max(raw10, raw100);

@@ -581,11 +581,14 @@ export class SpaceReplica {
 
   /** The op's own signature, by its device key (whose certificate verified). */
   private checkSignature(v: Verified): Promise<Opened | AcceptOutcome> {
-    return this.o.ed25519
-      .verify(v.op.author, unsignedBytes(v.plain), v.op.sig)
-      .then((ok) =>
-        ok ? this.withContent(v) : rejected(v.opId, 'bad-signature', 'the op signature does not verify'),
-      );
+    const ed = this.o.ed25519;
+    const checked =
+      ed.verifyParts === undefined
+        ? ed.verify(v.op.author, unsignedBytes(v.plain), v.op.sig)
+        : ed.verifyParts(v.op.author, unsignedParts(v.plain), v.op.sig);
+    return checked.then((ok) =>
+      ok ? this.withContent(v) : rejected(v.opId, 'bad-signature', 'the op signature does not verify'),
+    );
   }
 
   /** A verified op with its content opened (where this device can open it). */
@@ -1061,8 +1064,16 @@ function missingOf(h: Held): OpId[] {
  * item (the 64-byte signature, `58 40` + 64 bytes), re-headed as a 9-item array.
  */
 export function unsignedBytes(plain: Uint8Array): Uint8Array {
-  return concatBytes(OP_SIG_CONTEXT, new Uint8Array([0x89]), plain.subarray(1, plain.length - 66));
+  return concatBytes(UNSIGNED_HEAD, plain.subarray(1, plain.length - 66));
 }
+
+/** What `unsignedBytes` joins, without joining it: the context and array head, then the fields. */
+function unsignedParts(plain: Uint8Array): readonly Uint8Array[] {
+  return [UNSIGNED_HEAD, plain.subarray(1, plain.length - 66)];
+}
+
+/** The signature context and the 9-item array head that begin an op's signed bytes. */
+const UNSIGNED_HEAD = concatBytes(OP_SIG_CONTEXT, new Uint8Array([0x89]));
 
 /** An op whose signature verified, before its content is opened. */
 interface Verified {

@@ -206,5 +206,33 @@ export function runEd25519Tests(name: string, make: () => Ed25519): void {
       expect(await ed.verify(pk, m, s)).toBe(true);
       expect(toHex(await key.sign(m))).toBe(toHex(sig));
     });
+
+    // Only for implementations that offer `verifyParts` (the others have nothing to test here).
+    if (make().verifyParts !== undefined)
+      it('verifies a message given in parts exactly as the joined message', async () => {
+        const ed = make();
+        const verifyParts = ed.verifyParts?.bind(ed);
+        if (verifyParts === undefined) throw new Error('verifyParts went away');
+        const key = await ed.generate();
+        const msg = utf8('a message signed whole and checked in pieces');
+        const sig = await key.sign(msg);
+        const changed = flip(msg, 3);
+        const cuts = [0, 1, 7, msg.length - 1, msg.length];
+        for (const a of cuts)
+          for (const b of cuts.filter((c) => c >= a)) {
+            const split = (m: Uint8Array): Uint8Array[] => [
+              m.subarray(0, a),
+              m.subarray(a, b),
+              m.subarray(b),
+            ];
+            expect(await verifyParts(key.publicKey, split(msg), sig)).toBe(true);
+            expect(await verifyParts(key.publicKey, split(changed), sig)).toBe(false);
+          }
+        // Pieces out of order, a piece too many, none at all, another signature.
+        expect(await verifyParts(key.publicKey, [msg.subarray(5), msg.subarray(0, 5)], sig)).toBe(false);
+        expect(await verifyParts(key.publicKey, [msg, utf8('!')], sig)).toBe(false);
+        expect(await verifyParts(key.publicKey, [], sig)).toBe(false);
+        expect(await verifyParts(key.publicKey, [msg], flip(sig, 9))).toBe(false);
+      });
   });
 }

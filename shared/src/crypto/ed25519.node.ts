@@ -64,7 +64,9 @@ parentPort.on('message', (buf) => {
 
 interface Pending {
   readonly publicKey: Uint8Array;
-  readonly msg: Uint8Array;
+  /** The message, in parts joined in order (copied into the batch, never joined here). */
+  readonly parts: readonly Uint8Array[];
+  readonly msgLength: number;
   readonly sig: Uint8Array;
   readonly resolve: (ok: boolean) => void;
 }
@@ -100,19 +102,31 @@ export function nodeEd25519(): Ed25519 {
     generate: (o) => base.generate(o),
     fromSeed: (seed, o) => base.fromSeed(seed, o),
     exportSeed: (key) => base.exportSeed(key),
-    verify(publicKey, msg, sig) {
-      if (publicKey.length !== KEY_BYTES || sig.length !== SIG_BYTES || isSmallOrder(publicKey)) {
-        return Promise.resolve(false);
-      }
-      return new Promise((resolve) => {
-        pool.queue.push({ publicKey, msg, sig, resolve });
-        if (!pool.scheduled) {
-          pool.scheduled = true;
-          setImmediate(flush);
-        }
-      });
+    verify: (publicKey, msg, sig) => enqueue(publicKey, [msg], msg.length, sig),
+    verifyParts(publicKey, parts, sig) {
+      let length = 0;
+      for (const p of parts) length += p.length;
+      return enqueue(publicKey, parts, length, sig);
     },
   };
+}
+
+function enqueue(
+  publicKey: Uint8Array,
+  parts: readonly Uint8Array[],
+  msgLength: number,
+  sig: Uint8Array,
+): Promise<boolean> {
+  if (publicKey.length !== KEY_BYTES || sig.length !== SIG_BYTES || isSmallOrder(publicKey)) {
+    return Promise.resolve(false);
+  }
+  return new Promise((resolve) => {
+    pool.queue.push({ publicKey, parts, msgLength, sig, resolve });
+    if (!pool.scheduled) {
+      pool.scheduled = true;
+      setImmediate(flush);
+    }
+  });
 }
 
 /** One pool per process, shared by every verifier made here (a CLI or test may make several). */
@@ -196,17 +210,20 @@ function start(slot: number): VerifierThread | undefined {
 
 function send(best: VerifierThread, batch: Pending[]): void {
   let bytes = 0;
-  for (const p of batch) bytes += ITEM_HEAD + p.msg.length;
+  for (const p of batch) bytes += ITEM_HEAD + p.msgLength;
   const buf = new ArrayBuffer(bytes);
   const out = new Uint8Array(buf);
   const view = new DataView(buf);
   let at = 0;
   for (const p of batch) {
-    view.setUint32(at, p.msg.length, true);
+    view.setUint32(at, p.msgLength, true);
     out.set(p.publicKey, at + 4);
     out.set(p.sig, at + 4 + KEY_BYTES);
-    out.set(p.msg, at + ITEM_HEAD);
-    at += ITEM_HEAD + p.msg.length;
+    at += ITEM_HEAD;
+    for (const part of p.parts) {
+      out.set(part, at);
+      at += part.length;
+    }
   }
   best.batches.push(batch);
   if (best.outstanding === 0) best.worker.ref();
@@ -228,7 +245,8 @@ function fallback(p: Pending): void {
     return;
   }
   try {
-    verify(null, p.msg, ko, p.sig, (err, ok) => {
+    const msg = p.parts.length === 1 ? (p.parts[0] as Uint8Array) : concatBytes(...p.parts);
+    verify(null, msg, ko, p.sig, (err, ok) => {
       p.resolve(err === null && ok);
     });
   } catch {

@@ -24,4 +24,10 @@ export interface Ed25519 {
    * keys or signatures: they verify `false`.
    */
   verify(publicKey: Uint8Array, msg: Uint8Array, sig: Uint8Array): Promise<boolean>;
+  /**
+   * Optional: `verify` of the message made of `parts` joined in order, for callers whose signed
+   * bytes are pieces of a larger buffer. An implementation that copies the message anyway (into
+   * a batch for another thread) saves the caller joining them first. Same answers as `verify`.
+   */
+  verifyParts?(publicKey: Uint8Array, parts: readonly Uint8Array[], sig: Uint8Array): Promise<boolean>;
 }
