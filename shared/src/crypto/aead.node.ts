@@ -35,6 +35,7 @@ function decryptSync(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, sealed:
   try {
     if (key.length !== 32 || sealed.length < 16) throw new Error('short');
     const d = createDecipheriv('aes-256-gcm', secretKey(key), nonce);
+    keepShape ??= createDecipheriv('aes-256-gcm', createSecretKey(new Uint8Array(32)), new Uint8Array(12));
     d.setAAD(ad);
     d.setAuthTag(sealed.subarray(sealed.length - 16));
     const body = d.update(sealed.subarray(0, sealed.length - 16));
@@ -67,3 +68,12 @@ function secretKey(key: Uint8Array): KeyObject {
   }
   return k;
 }
+
+/**
+ * One decipher that lives as long as the process, with a key of zeros, never used. V8 keeps the
+ * shape (hidden class) of Node's decipher objects only while one exists; every decipher the
+ * pipeline makes is dropped when its op is open, so a full garbage collection in a quiet moment
+ * dropped the shape and the compiled code of `decryptSync` and of Node's cipher functions, and
+ * the next burst of ops compiled them again (`--trace-deopt`: "weak objects").
+ */
+let keepShape: unknown;

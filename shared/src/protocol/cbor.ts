@@ -169,6 +169,16 @@ export function encode(v: CborValue): Uint8Array {
 }
 
 class Reader {
+  /**
+   * One reader that lives as long as the process, never used to read. V8 keeps an object shape
+   * (the hidden class a reader gets as its fields are set) only while some object has it. Every
+   * other reader is dropped once its decode returns, so a full garbage collection while nothing
+   * is being decoded (a quiet moment between two bursts of ops) dropped the shapes and, with
+   * them, the compiled code of every function that used them: the next burst decoded in the
+   * interpreter and compiled the decoder again (`--trace-deopt`: "weak objects"). This reader
+   * keeps the shapes, so the compiled decoder survives quiet moments.
+   */
+  static readonly keepShape = new Reader(new Uint8Array(0), DEFAULT_LIMITS, true);
   pos = 0;
   constructor(
     readonly buf: Uint8Array,
