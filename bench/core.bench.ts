@@ -33,9 +33,9 @@ import { AUTHORS, type Generated, generate } from './oplog.js';
 /**
  * Ops in the pipeline at once, and signatures in the raw measurement: as many as a peer's
  * `SpaceSync` keeps in flight. With 100, the ops verified ahead of one still in a verifier
- * thread's batch can fill the window while they wait for their turn in steps 4–7 (steps 4–7 take
- * ops in call order), leaving a thread without work; the machine had more idle CPU: 41–59 of ~360 CPU ticks idle per 10k run against 16–24 with 256 (four
- * alternated pairs, `/proc/stat`).
+ * thread's batch can fill the window while they wait for their turn in steps 4–7 (which take
+ * ops in call order), leaving a thread without work; the machine had more idle CPU: 41–59 of
+ * ~360 CPU ticks idle per 10k run against 16–24 with 256 (four alternated pairs, `/proc/stat`).
  */
 const IN_FLIGHT = Number(process.env.BENCH_CORE_IN_FLIGHT ?? ACCEPT_WINDOW);
 /** Ops run through the Node host's pipeline before the measured runs (see main). */

@@ -55,8 +55,9 @@ function decryptSync(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, sealed:
  * Node's key object for each key array the pipeline opens with. The replica keeps one array per
  * epoch and content key and opens every op of the epoch with it; a prepared key object spares
  * each decryption the key's conversion (0.5–1.6 µs of the 7–9 µs a decryption of 1 KiB took
- * on the 2-core VM of BENCHMARKS.md, in a loop of 100,000). Keyed by the array itself, so a key is never looked up by its bytes and a dropped key
- * array drops its entry; key arrays are never changed after they are made (CONVENTIONS.md).
+ * on the 2-core VM of BENCHMARKS.md, in a loop of 100,000). Keyed by the array itself, so a key
+ * is never looked up by its bytes and a dropped key array drops its entry; key arrays are never
+ * changed after they are made (CONVENTIONS.md).
  */
 const keyObjects = new WeakMap<Uint8Array, KeyObject>();
 
