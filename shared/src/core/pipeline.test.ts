@@ -714,6 +714,46 @@ describe('bad input at the pipeline boundary', () => {
       expect(fresh.state.canonicalState()).toEqual(before);
     });
 
+    it('a device whose key begins like a known device key cannot borrow that device certificate', async () => {
+      // The replica finds an op's device among those whose certificate verified by the first
+      // bytes of its key, then the whole key. Two devices whose keys share those bytes: the
+      // second presents the first one's certificate (so claims the first one's user).
+      const fx = await fixture();
+      const ed25519 = testEd25519();
+      const byPrefix = new Map<number, SigningKey>();
+      let pair: [SigningKey, SigningKey] | undefined;
+      for (let i = 0; i < 5_000 && pair === undefined; i++) {
+        const key = await ed25519.fromSeed(webRng.randomBytes(32));
+        const prefix = (key.publicKey[0] as number) | ((key.publicKey[1] as number) << 8);
+        const seen = byPrefix.get(prefix);
+        if (seen === undefined) byPrefix.set(prefix, key);
+        else pair = [seen, key];
+      }
+      if (pair === undefined) return expect.unreachable('no two keys with the same first bytes');
+      const [victimKey, intruderKey] = pair;
+      const device = async (key: SigningKey): Promise<DeviceIdentity> => {
+        const cert = await certifyDevice(
+          await ed25519.generate(),
+          key.publicKey as DeviceId,
+          1_700_000_000_000,
+        );
+        return { user: cert.user, device: key.publicKey as DeviceId, cert, deviceKey: key };
+      };
+      const victim = await device(victimKey);
+      const intruder = await device(intruderKey);
+      fx.w.group.setEpoch(1, [...[...fx.w.people.values()].map((p) => p.user), victim.user, intruder.user]);
+      expect(
+        label(await offer(fx.r, await sealAt(fx, encodeOp(await signOp(victim, draft(fx, victim)))))),
+      ).toBe('accepted');
+      const borrowed = await signOp(intruder, { ...draft(fx, intruder), cert: victim.cert });
+      await expectRefused(fx, await sealAt(fx, encodeOp(borrowed)), 'rejected:bad-signature', /certificate/);
+      // With its own certificate the intruder's device posts as its own user.
+      const own = await sealAt(fx, encodeOp(await signOp(intruder, draft(fx, intruder, 'mine'))));
+      expect(label(await offer(fx.r, own))).toBe('accepted');
+      const last = fx.accepted.at(-1);
+      expect(last === undefined ? '' : toHex(last.op.cert.user)).toBe(toHex(intruder.user));
+    });
+
     it("Bob's certificate relabelled as Carol's, on a replica that already verified Bob's certificate", async () => {
       // A verified certificate is remembered whole: a cert with Bob's device and signature but
       // another user (or time) is verified again, and fails, rather than passing on the cache.

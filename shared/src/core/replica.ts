@@ -248,8 +248,12 @@ export class SpaceReplica {
   private readonly contentKeys = new Map<number, { commitHash: Uint8Array; key: Uint8Array }[]>();
   /** OpIds of the current heads. */
   private readonly headIds = new Map<number, OpId>();
-  /** Device → the certificate that verified for it (all of it: user, time and signature) and its user key. */
-  private readonly certsOk = new Map<string, { readonly cert: DeviceCert; readonly userKey: string }>();
+  /**
+   * Devices whose certificate verified (all of it: user, time and signature), by the first bytes
+   * of the device key and then the whole key: an op's author is found without making a string of
+   * its key for each op, and each device's id strings are made once.
+   */
+  private readonly certsOk = new Map<number, KnownDevice[]>();
   private readonly aead: Aead;
   private readonly hash: (data: Uint8Array) => Uint8Array;
   private lock: Promise<unknown> = Promise.resolve();
@@ -566,17 +570,42 @@ export class SpaceReplica {
     if (op.epoch.epoch !== env.epoch.epoch || !equalBytes(op.epoch.commitHash, env.epoch.commitHash)) {
       return Promise.resolve(rejected(opId, 'malformed', 'the op and its envelope name different epochs'));
     }
-    const deviceKey = bytesKey(op.author);
-    const certOk = this.certsOk.get(deviceKey);
-    if (certOk !== undefined && sameCert(certOk.cert, op.cert)) {
-      return this.checkSignature({ opId, key, sealed, plain, op, deviceKey, userKey: certOk.userKey });
+    const known = this.knownDevice(op.author);
+    if (known !== undefined && sameCert(known.cert, op.cert)) {
+      const { deviceKey, userKey } = known;
+      return this.checkSignature({ opId, key, sealed, plain, op, deviceKey, userKey });
     }
     return verifyDeviceCert(this.o.ed25519, op.author, op.cert).then((ok) => {
       if (!ok) return rejected(opId, 'bad-signature', 'the device certificate does not verify');
-      const userKey = bytesKey(op.cert.user);
-      this.certsOk.set(deviceKey, { cert: op.cert, userKey });
+      const { deviceKey, userKey } = this.rememberDevice(op.author, op.cert);
       return this.checkSignature({ opId, key, sealed, plain, op, deviceKey, userKey });
     });
+  }
+
+  private knownDevice(device: Uint8Array): KnownDevice | undefined {
+    const bucket = this.certsOk.get(keyPrefix(device));
+    if (bucket !== undefined) for (const d of bucket) if (equalBytes(d.device, device)) return d;
+    return undefined;
+  }
+
+  /** Records the certificate that verified for `device`, in place of any earlier one. */
+  private rememberDevice(device: Uint8Array, cert: DeviceCert): KnownDevice {
+    const d: KnownDevice = {
+      device: device.slice(),
+      cert,
+      deviceKey: bytesKey(device),
+      userKey: bytesKey(cert.user),
+    };
+    const prefix = keyPrefix(device);
+    const bucket = this.certsOk.get(prefix);
+    if (bucket === undefined) {
+      this.certsOk.set(prefix, [d]);
+      return d;
+    }
+    const at = bucket.findIndex((x) => equalBytes(x.device, device));
+    if (at < 0) bucket.push(d);
+    else bucket[at] = d;
+    return d;
   }
 
   /** The op's own signature, by its device key (whose certificate verified). */
@@ -1076,6 +1105,22 @@ function unsignedParts(plain: Uint8Array): readonly Uint8Array[] {
 const UNSIGNED_HEAD = concatBytes(OP_SIG_CONTEXT, new Uint8Array([0x89]));
 
 /** An op whose signature verified, before its content is opened. */
+/** A device whose certificate verified, with its key and its user's key as `bytesKey` strings. */
+interface KnownDevice {
+  readonly device: Uint8Array;
+  readonly cert: DeviceCert;
+  readonly deviceKey: string;
+  readonly userKey: string;
+}
+
+/**
+ * The first two bytes of a key, as a small integer: a map key that costs no allocation. Devices
+ * whose keys share them share a bucket and are told apart by the whole key.
+ */
+function keyPrefix(key: Uint8Array): number {
+  return (key[0] ?? 0) | ((key[1] ?? 0) << 8);
+}
+
 interface Verified {
   readonly opId: OpId;
   readonly key: string;
