@@ -109,8 +109,11 @@ describe('delivery through one relay', () => {
       expect(handled.length).toBeGreaterThan(0);
       expect(handled.length).toBeLessThan(1000);
       expect(handled).toEqual(range(handled.length).map((i) => i + 1));
-      // ~1,900 messages (120 MiB) are waiting for the subscriber; the relay holds them on disk.
-      expect((withSubscriber - without) / 2 ** 20).toBeLessThan(32);
+      // ~1,900 messages (120 MiB) are waiting for the subscriber; the relay holds them on disk. A
+      // relay that kept them in memory would be at least those 120 MiB above the control; the two
+      // processes' heaps and allocators differ by themselves too (49.5 MiB in one CI run here), so
+      // the bound sits between the two.
+      expect((withSubscriber - without) / 2 ** 20).toBeLessThan(80);
       await slow.close();
       await reading;
     } finally {
