@@ -597,14 +597,8 @@ export class SpaceReplica {
       userKey: bytesKey(cert.user),
     };
     const prefix = keyPrefix(device);
-    const bucket = this.certsOk.get(prefix);
-    if (bucket === undefined) {
-      this.certsOk.set(prefix, [d]);
-      return d;
-    }
-    const at = bucket.findIndex((x) => equalBytes(x.device, device));
-    if (at < 0) bucket.push(d);
-    else bucket[at] = d;
+    const others = (this.certsOk.get(prefix) ?? []).filter((x) => !equalBytes(x.device, device));
+    this.certsOk.set(prefix, [...others, d]);
     return d;
   }
 
@@ -1104,7 +1098,6 @@ function unsignedParts(plain: Uint8Array): readonly Uint8Array[] {
 /** The signature context and the 9-item array head that begin an op's signed bytes. */
 const UNSIGNED_HEAD = concatBytes(OP_SIG_CONTEXT, new Uint8Array([0x89]));
 
-/** An op whose signature verified, before its content is opened. */
 /** A device whose certificate verified, with its key and its user's key as `bytesKey` strings. */
 interface KnownDevice {
   readonly device: Uint8Array;
@@ -1121,6 +1114,7 @@ function keyPrefix(key: Uint8Array): number {
   return (key[0] ?? 0) | ((key[1] ?? 0) << 8);
 }
 
+/** An op whose signature verified, before its content is opened. */
 interface Verified {
   readonly opId: OpId;
   readonly key: string;
