@@ -76,10 +76,14 @@ export const VERIFY_KEY_CACHE_ENTRIES = 4096;
 export const VERIFY_BATCH_ITEMS = 16;
 
 /**
- * Unanswered batches a verifier thread holds at most: one it works on and one ready behind it.
- * More signatures wait in the queue and leave in fuller batches.
+ * Unanswered batches a verifier thread holds at most: one it works on and three ready behind it
+ * (about 8 ms of verifying here). More signatures wait in the queue and leave in fuller batches.
+ * With only one batch behind, a thread ran dry whenever the event loop was busy with a stretch
+ * of the pipeline's serial steps or a garbage collection and could not hand it the next batch
+ * in time: bench:core's 10k run kept 1.80–1.92 of the 2 cores busy, against 1.93–1.97 with
+ * three behind (alternated runs, 2026-11-27).
  */
-export const VERIFY_BATCHES_AHEAD = 2;
+export const VERIFY_BATCHES_AHEAD = 4;
 
 /**
  * The nice value a Node host's verifier threads take on Linux (0 is normal, 19 the lowest).
