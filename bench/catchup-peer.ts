@@ -22,6 +22,7 @@ import { webRng } from '../shared/src/ports/env.js';
 import { memoryStorage } from '../shared/src/ports/storage.memory.js';
 import type { SpaceId, UserId } from '../shared/src/protocol/ids.js';
 import { fromHex, toHex } from '../shared/src/protocol/ids.js';
+import { NODE_HOST_FLAGS } from '../scripts/node-host-flags.mjs';
 
 /** What the fresh peer is told: the relay, the Space, its epochs' members, and how many ops. */
 export interface CatchUpInput {
@@ -86,6 +87,7 @@ export async function catchUpInChild(input: CatchUpInput): Promise<CatchUpResult
   // BENCH_RELAY_CATCHUP_PROFILE=<dir>: a CPU profile of the fresh peer, for finding where its time goes.
   const profile = process.env.BENCH_RELAY_CATCHUP_PROFILE;
   const args = [
+    ...NODE_HOST_FLAGS,
     ...(profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`]),
     '--experimental-websocket',
     '--import',

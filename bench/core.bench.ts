@@ -3,7 +3,8 @@
  * in-memory store) for 10,000 and 100,000 ops from 50 authors, against the raw rate of the
  * signature verification it uses, measured in the same run.
  *
- * Run: npm run bench:core   (node --expose-gc, so heap figures are after a full collection)
+ * Run: npm run bench:core   (node --expose-gc, so heap figures are after a full collection, and
+ * the V8 flags the `conclave` command runs the pipeline with: scripts/node-host-flags.mjs)
  * Finding where the time goes: BENCH_CORE_SMALL=1 (10k only), BENCH_CORE_SKIP_WEB=1 (no
  * browser-crypto run), BENCH_CORE_PROFILE=<file> (CPU profile of the pipeline),
  * BENCH_CORE_HEAPPROF=<file> (sampled allocations, Node host run), BENCH_CORE_THREADS=1 (CPU µs

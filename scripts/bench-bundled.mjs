@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { NODE_HOST_FLAGS } from './node-host-flags.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const [entry, ...nodeFlags] = process.argv.slice(2);
@@ -30,7 +31,11 @@ await build({
   },
   logLevel: 'warning',
 });
-const child = spawn(process.execPath, [...nodeFlags, out], { stdio: 'inherit', cwd: root });
+// With the heap settings the CLI runs the pipeline with (node-host-flags.mjs).
+const child = spawn(process.execPath, [...NODE_HOST_FLAGS, ...nodeFlags, out], {
+  stdio: 'inherit',
+  cwd: root,
+});
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
 child.on('exit', (code, signal) => {
   process.exitCode = code ?? (signal === null ? 1 : 128);
