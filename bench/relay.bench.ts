@@ -3,8 +3,10 @@
  * across the relays), 10 topics, 1 KiB sealed ops: publish→deliver latency at 1,000 ops/s, the
  * maximum sustained ops/s (highest offered rate with p99 < 250 ms and ≥ 99.9% delivered), relay
  * RSS per connected idle peer, and one fresh peer's catch-up of 10,000 ops end to end (connect,
- * subscribe, open, verify, accept; the peer is a process of its own, bench/catchup-peer.ts). In the same run, the two floors under the same load: a plain
- * `ws` fan-out server and a bare js-libp2p gossipsub hub (bench/relay/).
+ * subscribe, open, verify, accept; the peer is a process of its own, bench/catchup-peer.ts). In
+ * the same run, three floors under the same load: a plain `ws` fan-out server, a bare js-libp2p
+ * gossipsub hub, and a bare js-libp2p stream fan-out hub with the relays' transport stack and no
+ * relay logic (bench/relay/).
  *
  * Run: npm run bench:relay   (BENCH_RELAY_FLOORS=0 skips the floors; BENCH_RELAY_SIGNING=1 adds
  * a pass with signed backbone gossip at 150 and 250 ops/s, to compare with the same steps unsigned;
@@ -35,6 +37,7 @@ import {
 } from './relay/driver.js';
 import { type ConclaveTarget, startConclaveRelays } from './relay/conclave.js';
 import { startGossipsubFloor } from './relay/gossipsub-floor.js';
+import { startStreamsFloor } from './relay/streams-floor.js';
 import { startWsFloor } from './relay/ws-floor.js';
 import { wsClient } from './relay/ws-client.js';
 
@@ -202,6 +205,11 @@ async function main(): Promise<void> {
     const w = await floor(() => startWsFloor());
     floorWs = w.result.maxSustainedOpsPerSec;
     figures.floorWsP99MsAt1000 = w.at1000.p99Ms;
+    // What the relays' transport alone costs: libp2p streams with the relays' stack, no relay logic.
+    const st = await floor(() => startStreamsFloor());
+    figures.floorStreamsOpsPerSec = st.result.maxSustainedOpsPerSec;
+    figures.floorStreamsP50MsAt1000 = st.at1000.p50Ms;
+    figures.floorStreamsP99MsAt1000 = st.at1000.p99Ms;
     log(
       `conclave sustained ${result.maxSustainedOpsPerSec} ops/s = ` +
         `${floorWs > 0 ? ((result.maxSustainedOpsPerSec / floorWs) * 100).toFixed(0) : '?'}% of the ws floor`,

@@ -1,12 +1,13 @@
 /**
- * The two reference floors of `bench:relay`: a plain `ws` fan-out server and a bare js-libp2p
- * gossipsub hub, each under the same load (200 peers on 127.0.0.1, 10 topics × 20 subscribers,
- * 1 KiB messages, publisher excluded: 19 deliveries per message). For each: p50/p99 at
- * 1000 ops/s and the maximum sustained ops/s (stepped search, see driver.ts).
+ * The reference floors of `bench:relay`: a plain `ws` fan-out server, a bare js-libp2p gossipsub
+ * hub and a bare js-libp2p stream fan-out hub (streams-floor.ts), each under the same load (200
+ * peers on 127.0.0.1, 10 topics × 20 subscribers, 1 KiB messages, publisher excluded: 19
+ * deliveries per message). For each: p50/p99 at 1000 ops/s and the maximum sustained ops/s
+ * (stepped search, see driver.ts).
  *
  *   node --experimental-websocket --import ./scripts/node20.mjs --import tsx bench/relay/floors.ts
  *
- * Options: --only ws|gossipsub   --rates 250,500,…   --step-ms 3000   --peers 200   --topics 10
+ * Options: --only ws|gossipsub|streams   --rates 250,500,…   --step-ms 3000   --peers 200   --topics 10
  *          --ws-no-cork (naive one-write-per-frame ws server)
  *          --gossipsub-peers-per-node k (k simulated peers per client libp2p node, k ≤ topics)
  *          --gossipsub-mesh D,Dlo,Dhi (diagnostic variant; the floor is 6,4,12)
@@ -22,6 +23,7 @@ import {
   searchTarget,
 } from './driver.js';
 import { startGossipsubFloor } from './gossipsub-floor.js';
+import { startStreamsFloor } from './streams-floor.js';
 import { startWsFloor } from './ws-floor.js';
 import './ws-client.js';
 
@@ -102,6 +104,9 @@ if (values.only === undefined || values.only === 'gossipsub') {
     'Gossipsub',
     await measure(() => startGossipsubFloor(mesh === undefined ? { peersPerNode } : { peersPerNode, mesh })),
   );
+}
+if (values.only === undefined || values.only === 'streams') {
+  record('Streams', await measure(() => startStreamsFloor()));
 }
 if (values.only === undefined || values.only === 'ws') {
   record('Ws', await measure(() => startWsFloor({ cork: values['ws-no-cork'] !== true })));

@@ -1,0 +1,203 @@
+/**
+ * Floor 3: a bare js-libp2p stream fan-out hub — the least work a relay built on this stack can
+ * do per delivery. The hub (child process) is libp2p with the relays' transport stack and
+ * nothing else: WebSockets on 127.0.0.1, noise, yamux, identify, and one protocol handler. It
+ * stores nothing, acknowledges nothing, checks nothing and keeps no backlog: each peer opens one
+ * stream, names its topic in a first frame, and every frame it publishes is written as it is to
+ * the streams of the topic's other subscribers. Writes of one event-loop turn to one stream
+ * leave together (one yamux frame, one noise encryption, one WebSocket message), as the Conclave
+ * relay sends them.
+ *
+ * Each simulated peer is a libp2p client node in the driver process (WebSockets through
+ * ws-client.ts, noise, yamux, identify), as in the Conclave and gossipsub runs. So the Conclave
+ * relay's figures can be read against what the transport alone costs on the same machine under
+ * the same load: whatever a relay adds (durable storage, acknowledgements, the backbone, flow
+ * control) comes on top of this.
+ *
+ * Frames both ways: a 4-byte big-endian length, then the body. From a peer: 0x01 + topic
+ * (subscribe) or 0x02 + topic + payload (publish). From the hub: the payload.
+ *
+ * As a module: `startStreamsFloor()` spawns the hub and returns its LoadTarget.
+ * As a script (the child): node … bench/relay/streams-floor.ts → prints the hub's multiaddr.
+ */
+import { fileURLToPath } from 'node:url';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { identify } from '@libp2p/identify';
+import type { Stream } from '@libp2p/interface';
+import { webSockets } from '@libp2p/websockets';
+import { multiaddr } from '@multiformats/multiaddr';
+import { createLibp2p } from 'libp2p';
+import { Uint8ArrayList } from 'uint8arraylist';
+import {
+  type ChildServer,
+  type LoadPeer,
+  type LoadTarget,
+  TOPIC_BYTES,
+  isMainModule,
+  serveChild,
+  spawnServer,
+} from './driver.js';
+
+const PROTOCOL = '/conclave-bench/fanout/1';
+const SUBSCRIBE = 1;
+const PUBLISH = 2;
+/** A frame larger than this ends the stream (a bench peer never sends one). */
+const MAX_FRAME = 64 * 1024;
+
+function lengthPrefix(n: number): Uint8Array {
+  const head = new Uint8Array(4);
+  new DataView(head.buffer).setUint32(0, n);
+  return head;
+}
+
+/**
+ * One side of a framed stream: `send` queues a frame, and what one turn of the event loop
+ * queued leaves in one stream write; `onFrame` gets each whole frame received.
+ */
+function framed(
+  stream: Stream,
+  onFrame: (frame: Uint8Array) => void,
+): { send(...parts: Uint8Array[]): void } {
+  const inbox = new Uint8ArrayList();
+  stream.addEventListener('message', (evt) => {
+    inbox.append(evt.data);
+    while (inbox.byteLength >= 4) {
+      const length = inbox.getUint32(0);
+      if (length > MAX_FRAME) {
+        stream.abort(new Error('frame too large'));
+        return;
+      }
+      if (inbox.byteLength < 4 + length) return;
+      const frame = inbox.subarray(4, 4 + length);
+      inbox.consume(4 + length);
+      onFrame(frame);
+    }
+  });
+  let pending: Uint8ArrayList | undefined;
+  const flush = (): void => {
+    const list = pending;
+    pending = undefined;
+    if (list !== undefined && stream.writeStatus === 'writable') stream.send(list);
+  };
+  return {
+    send(...parts) {
+      if (pending === undefined) {
+        pending = new Uint8ArrayList();
+        setImmediate(flush);
+      }
+      let length = 0;
+      for (const p of parts) length += p.byteLength;
+      pending.append(lengthPrefix(length), ...parts);
+    },
+  };
+}
+
+const topicKey = (topic: Uint8Array): string => Buffer.from(topic).toString('latin1');
+
+interface HubStatus {
+  connections: number;
+  subscribers: number[];
+}
+
+/** The hub (runs in the child process). */
+async function startHub(): Promise<ChildServer> {
+  const node = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0/ws'] },
+    transports: [webSockets()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: {
+      maxConnections: 2000,
+      inboundConnectionThreshold: 100_000,
+      maxIncomingPendingConnections: 1000,
+    },
+    services: { identify: identify() },
+  });
+  type Out = ReturnType<typeof framed>;
+  const topics = new Map<string, Set<Out>>();
+  await node.handle(
+    PROTOCOL,
+    (stream) => {
+      let joined: Set<Out> | undefined;
+      const out: Out = framed(stream, (frame) => {
+        const kind = frame[0];
+        const topic = topicKey(frame.subarray(1, 1 + TOPIC_BYTES));
+        if (kind === SUBSCRIBE && joined === undefined) {
+          joined = topics.get(topic) ?? new Set();
+          topics.set(topic, joined);
+          joined.add(out);
+        } else if (kind === PUBLISH) {
+          const payload = frame.subarray(1 + TOPIC_BYTES);
+          for (const s of topics.get(topic) ?? []) if (s !== out) s.send(payload);
+        }
+      });
+      stream.addEventListener('close', () => joined?.delete(out), { once: true });
+    },
+    { maxInboundStreams: 8, runOnLimitedConnection: false },
+  );
+  const addr = node.getMultiaddrs()[0];
+  if (addr === undefined) throw new Error('streams hub: no listen address');
+  return {
+    info: { multiaddr: addr.toString() },
+    close: async () => {
+      await node.stop();
+    },
+    status: (): HubStatus => ({
+      connections: node.getConnections().length,
+      subscribers: [...topics.values()].map((s) => s.size),
+    }),
+  };
+}
+
+/** Spawns the hub in a child process; each simulated peer is a libp2p client node in this one. */
+export async function startStreamsFloor(): Promise<LoadTarget> {
+  const server = await spawnServer(fileURLToPath(import.meta.url), [], (raw) => {
+    const addr = (raw as { multiaddr?: unknown }).multiaddr;
+    if (typeof addr !== 'string') throw new Error('streams floor: no multiaddr in ready line');
+    return { multiaddr: addr };
+  });
+  const hub = multiaddr(server.info.multiaddr);
+  return {
+    name: 'libp2p-streams-floor',
+    serverPid: server.pid,
+    async connect(): Promise<LoadPeer> {
+      const node = await createLibp2p({
+        transports: [webSockets()],
+        connectionEncrypters: [noise()],
+        streamMuxers: [yamux()],
+        services: { identify: identify() },
+        // As the other targets' client nodes: no pings of their own under load.
+        connectionMonitor: { enabled: false },
+      });
+      const stream = await node.dialProtocol(hub, PROTOCOL);
+      let handler: ((payload: Uint8Array) => void) | undefined;
+      const channel = framed(stream, (frame) => handler?.(frame));
+      let closed = false;
+      return {
+        subscribe(topic, onMessage) {
+          handler = onMessage;
+          channel.send(Uint8Array.of(SUBSCRIBE), topic);
+          return Promise.resolve();
+        },
+        publish(topic, payload) {
+          channel.send(Uint8Array.of(PUBLISH), topic, payload);
+          return Promise.resolve();
+        },
+        async close() {
+          if (closed) return;
+          closed = true;
+          await node.stop();
+        },
+      };
+    },
+    async describe() {
+      const raw = (await server.status()) as HubStatus | null;
+      if (raw === null) return 'hub status unavailable';
+      return `hub: ${raw.connections} connections; subscribers per topic: ${raw.subscribers.join(' ')}`;
+    },
+    close: () => server.stop(),
+  };
+}
+
+if (isMainModule(import.meta.url)) serveChild(startHub);
