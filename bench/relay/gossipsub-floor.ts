@@ -8,7 +8,7 @@
  * identify, gossipsub) that dials the hub, subscribes its topic and publishes through gossipsub.
  * Clients do not dial each other: every message goes publisher → hub → subscribers.
  *
- * Client nodes run without libp2p's connection monitor (see createClientNode); the hub keeps it.
+ * Client nodes run without libp2p's connection monitor (floor-node.ts); the hub keeps it.
  *
  * Gossipsub settings, hub and clients alike: StrictNoSign, content-addressed message id
  * (SHA-256 of the data), D=6 / Dlo=4 / Dhi=12, floodPublish off, allowPublishToZeroTopicPeers,
@@ -35,11 +35,8 @@
  */
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { noise } from '@chainsafe/libp2p-noise';
-import { yamux } from '@chainsafe/libp2p-yamux';
 import { type GossipsubOpts, StrictNoSign, gossipsub } from '@libp2p/gossipsub';
 import { identify } from '@libp2p/identify';
-import { webSockets } from '@libp2p/websockets';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import {
@@ -50,6 +47,7 @@ import {
   serveChild,
   spawnServer,
 } from './driver.js';
+import { floorClientOptions, floorHubOptions, hubInfo } from './floor-node.js';
 
 /** The gossipsub options of the floor, hub and clients alike. */
 export const FLOOR_GOSSIPSUB_OPTIONS: Readonly<Partial<GossipsubOpts>> = {
@@ -103,15 +101,7 @@ export interface HubStatus {
 /** The hub (runs in the child process). */
 async function startHub(mesh: MeshDegree | undefined): Promise<ChildServer> {
   const node = await createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0/ws'] },
-    transports: [webSockets()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionManager: {
-      maxConnections: 2000,
-      inboundConnectionThreshold: 100_000,
-      maxIncomingPendingConnections: 1000,
-    },
+    ...floorHubOptions(),
     services: { identify: identify(), pubsub: gossipsub(gossipsubOptions(mesh)) },
   });
   const pubsub = node.services.pubsub;
@@ -145,13 +135,8 @@ type ClientNode = Awaited<ReturnType<typeof createClientNode>>;
 
 async function createClientNode(hub: string, mesh: MeshDegree | undefined) {
   const node = await createLibp2p({
-    transports: [webSockets()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    ...floorClientOptions(),
     services: { identify: identify(), pubsub: gossipsub(gossipsubOptions(mesh)) },
-    // Load generator side: no pings of its own, so a client whose event loop lags under load does
-    // not abort its own connection (the hub keeps libp2p's default connection monitor).
-    connectionMonitor: { enabled: false },
   });
   await node.dial(multiaddr(hub));
   return node;
@@ -172,11 +157,7 @@ export async function startGossipsubFloor(options: GossipsubFloorOptions = {}): 
   const perNode = Math.max(1, options.peersPerNode ?? 1);
   const mesh = options.mesh;
   const args = mesh === undefined ? [] : ['--mesh', `${mesh.D},${mesh.Dlo},${mesh.Dhi}`];
-  const server = await spawnServer(fileURLToPath(import.meta.url), args, (raw) => {
-    const addr = (raw as { multiaddr?: unknown }).multiaddr;
-    if (typeof addr !== 'string') throw new Error('gossipsub floor: no multiaddr in ready line');
-    return { multiaddr: addr };
-  });
+  const server = await spawnServer(fileURLToPath(import.meta.url), args, hubInfo('gossipsub floor'));
   interface NodeEntry {
     node: Promise<ClientNode>;
     /** topic → handlers of the simulated peers on this node subscribed to it */

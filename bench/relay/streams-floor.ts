@@ -21,11 +21,8 @@
  * As a script (the child): node … bench/relay/streams-floor.ts → prints the hub's multiaddr.
  */
 import { fileURLToPath } from 'node:url';
-import { noise } from '@chainsafe/libp2p-noise';
-import { yamux } from '@chainsafe/libp2p-yamux';
 import { identify } from '@libp2p/identify';
 import type { Stream } from '@libp2p/interface';
-import { webSockets } from '@libp2p/websockets';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { Uint8ArrayList } from 'uint8arraylist';
@@ -38,6 +35,7 @@ import {
   serveChild,
   spawnServer,
 } from './driver.js';
+import { floorClientOptions, floorHubOptions, hubInfo } from './floor-node.js';
 
 const PROTOCOL = '/conclave-bench/fanout/1';
 const SUBSCRIBE = 1;
@@ -103,15 +101,7 @@ interface HubStatus {
 /** The hub (runs in the child process). */
 async function startHub(): Promise<ChildServer> {
   const node = await createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0/ws'] },
-    transports: [webSockets()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionManager: {
-      maxConnections: 2000,
-      inboundConnectionThreshold: 100_000,
-      maxIncomingPendingConnections: 1000,
-    },
+    ...floorHubOptions(),
     services: { identify: identify() },
   });
   type Out = ReturnType<typeof framed>;
@@ -152,24 +142,13 @@ async function startHub(): Promise<ChildServer> {
 
 /** Spawns the hub in a child process; each simulated peer is a libp2p client node in this one. */
 export async function startStreamsFloor(): Promise<LoadTarget> {
-  const server = await spawnServer(fileURLToPath(import.meta.url), [], (raw) => {
-    const addr = (raw as { multiaddr?: unknown }).multiaddr;
-    if (typeof addr !== 'string') throw new Error('streams floor: no multiaddr in ready line');
-    return { multiaddr: addr };
-  });
+  const server = await spawnServer(fileURLToPath(import.meta.url), [], hubInfo('streams floor'));
   const hub = multiaddr(server.info.multiaddr);
   return {
     name: 'libp2p-streams-floor',
     serverPid: server.pid,
     async connect(): Promise<LoadPeer> {
-      const node = await createLibp2p({
-        transports: [webSockets()],
-        connectionEncrypters: [noise()],
-        streamMuxers: [yamux()],
-        services: { identify: identify() },
-        // As the other targets' client nodes: no pings of their own under load.
-        connectionMonitor: { enabled: false },
-      });
+      const node = await createLibp2p({ ...floorClientOptions(), services: { identify: identify() } });
       const stream = await node.dialProtocol(hub, PROTOCOL);
       let handler: ((payload: Uint8Array) => void) | undefined;
       const channel = framed(stream, (frame) => handler?.(frame));
