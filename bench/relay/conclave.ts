@@ -6,6 +6,7 @@
  * exactly what a peer's op would be.
  */
 import { libp2pConnector } from '../../shared/src/net/libp2p.js';
+import { nodeNoiseCrypto } from '../../shared/src/net/noise-crypto.node.js';
 import type { RelayConnector, RelayLink } from '../../shared/src/ports/network.js';
 import type { TopicId } from '../../shared/src/protocol/ids.js';
 import { NONCE_BYTES, decodeSealed, encodeSealed } from '../../shared/src/protocol/seal.js';
@@ -98,7 +99,7 @@ export async function startConclaveRelays(
       return `relay RSS ${rss.map((b) => `${Math.round(b / 2 ** 20)} MiB`).join(', ')}`;
     },
     async connect(i: number): Promise<LoadPeer> {
-      const connector: RelayConnector = await libp2pConnector();
+      const connector: RelayConnector = await libp2pConnector({ noiseCrypto: nodeNoiseCrypto });
       const relay = relays[i % relays.length] ?? first;
       const link: RelayLink = await connector.connect(relay.multiaddr);
       return {

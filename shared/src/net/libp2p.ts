@@ -5,7 +5,7 @@
  * Node (CLI, tests; Node 20 needs `--experimental-websocket` and the `Promise.withResolvers`
  * polyfill) and in the browser worker.
  */
-import { noise } from '@chainsafe/libp2p-noise';
+import { type ICryptoInterface, noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { identify } from '@libp2p/identify';
 import type { Libp2p } from '@libp2p/interface';
@@ -19,6 +19,8 @@ import { RelaySession, type SessionOptions } from './session.js';
 export interface ClientNodeOptions extends SessionOptions {
   /** Milliseconds to wait for a relay to answer a dial. */
   readonly dialTimeoutMs?: number;
+  /** Noise's cipher implementation; Node hosts pass `nodeNoiseCrypto` (noise-crypto.node.ts). */
+  readonly noiseCrypto?: ICryptoInterface;
 }
 
 /** A started libp2p client node and the connector over it. */
@@ -28,7 +30,7 @@ export async function libp2pConnector(
   const node = await createLibp2p({
     addresses: { listen: [] },
     transports: [webSockets()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise(options.noiseCrypto === undefined ? {} : { crypto: options.noiseCrypto })],
     streamMuxers: [yamux()],
     services: { identify: identify(), ping: ping() },
     connectionManager: { dialTimeout: options.dialTimeoutMs ?? 10_000 },
