@@ -11,7 +11,7 @@ import type { RelayConnector, RelayLink } from '../../shared/src/ports/network.j
 import type { TopicId } from '../../shared/src/protocol/ids.js';
 import { NONCE_BYTES, decodeSealed, encodeSealed } from '../../shared/src/protocol/seal.js';
 import { type SpawnedRelay, spawnRelay, tempDir } from '../../relay/src/testing/spawn.js';
-import { HEADER_BYTES, type LoadPeer, type LoadTarget, PAYLOAD_BYTES } from './driver.js';
+import { HEADER_BYTES, type LoadPeer, type LoadTarget } from './driver.js';
 
 const SEALED_BYTES = 1024;
 
@@ -41,10 +41,13 @@ export function sealPayload(topic: Uint8Array, payload: Uint8Array, ctLength: nu
   });
 }
 
+/**
+ * The payload's header from a delivered sealed op (all the driver reads of a payload), as a view:
+ * copying it into a fresh 1 KiB payload cost the driver 9 % of its CPU at 2,000 ops/s, work the
+ * floors' clients do not do.
+ */
 function unsealPayload(sealed: Uint8Array): Uint8Array {
-  const payload = new Uint8Array(PAYLOAD_BYTES);
-  payload.set(decodeSealed(sealed).ciphertext.subarray(0, HEADER_BYTES));
-  return payload;
+  return decodeSealed(sealed).ciphertext.subarray(0, HEADER_BYTES);
 }
 
 export interface ConclaveTarget extends LoadTarget {

@@ -43,8 +43,9 @@ export const HEADER_BYTES = 20;
 /** One simulated peer's connection to the server under test. */
 export interface LoadPeer {
   /**
-   * Subscribes to a topic (TOPIC_BYTES bytes). `onMessage` gets the payload of every message
-   * published on that topic by someone else (a copy of one's own publish is tolerated and ignored).
+   * Subscribes to a topic (TOPIC_BYTES bytes). `onMessage` gets the payload (at least its
+   * HEADER_BYTES header, all the driver reads) of every message published on that topic by someone
+   * else (a copy of one's own publish is tolerated and ignored).
    * Resolves when the subscription is in place as far as the target can tell; the driver then
    * probes every topic end to end before measuring, so a lazy target is still measured correctly.
    */

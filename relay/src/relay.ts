@@ -5,7 +5,6 @@
  * endpoints (ARCHITECTURE.md sections 8 to 10).
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
-import { hash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { serveWeb } from './web.js';
 import type { AddressInfo } from 'node:net';
@@ -243,9 +242,10 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
         ...(config.backboneSigning === 'none'
           ? {
               globalSignaturePolicy: StrictNoSign,
-              // Node's native SHA-256: each backbone message is hashed for its id on both ends.
+              // Node's native SHA-256: each backbone message is hashed for its id on both ends,
+              // once (a second "fast" id would hash every received message again, for a cache
+              // that only skips decoding a duplicate's protobuf).
               msgIdFn: (msg) => nodeSha256(msg.data),
-              fastMsgIdFn: (msg) => hash('sha256', msg.data ?? new Uint8Array(0), 'base64'),
             }
           : { globalSignaturePolicy: StrictSign }),
         D: 6,
