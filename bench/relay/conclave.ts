@@ -1,9 +1,9 @@
 /**
  * The Conclave relays under the driver's load: two relay processes on one backbone, the peers
- * split across them (peer i on relay i mod 2, all on 127.0.0.1), each peer a libp2p client
- * node with a `RelaySession`. A driver payload travels as a 1 KiB sealed op: the envelope's
- * ciphertext carries the payload's first bytes (its header), so the relays check and store
- * exactly what a peer's op would be.
+ * split across them (each topic's subscribers alternate between the two, all on 127.0.0.1),
+ * each peer a libp2p client node with a `RelaySession`. A driver payload travels as a 1 KiB
+ * sealed op: the envelope's ciphertext carries the payload's first bytes (its header), so the
+ * relays check and store exactly what a peer's op would be.
  */
 import { libp2pConnector } from '../../shared/src/net/libp2p.js';
 import { nodeNoiseCrypto } from '../../shared/src/net/noise-crypto.node.js';
@@ -101,9 +101,12 @@ export async function startConclaveRelays(
       const rss = await Promise.all(relays.map((r) => r.rss()));
       return `relay RSS ${rss.map((b) => `${Math.round(b / 2 ** 20)} MiB`).join(', ')}`;
     },
-    async connect(i: number): Promise<LoadPeer> {
+    async connect(i: number, rank?: number): Promise<LoadPeer> {
       const connector: RelayConnector = await libp2pConnector({ noiseCrypto: nodeNoiseCrypto });
-      const relay = relays[i % relays.length] ?? first;
+      // Each topic's subscribers alternate between the relays, so half of every op's deliveries
+      // go through the backbone to the other relay. (By peer index alone, with 2 relays and 10
+      // topics, a topic's subscribers would all share one relay.)
+      const relay = relays[(rank ?? i) % relays.length] ?? first;
       const link: RelayLink = await connector.connect(relay.multiaddr);
       return {
         async subscribe(topic, onMessage) {

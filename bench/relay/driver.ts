@@ -58,8 +58,12 @@ export interface LoadPeer {
 /** A server under test, already running (usually in a child process), that peers connect to. */
 export interface LoadTarget {
   readonly name: string;
-  /** Connects simulated peer `peerIndex` (0-based; the driver connects 0..N-1 once each). */
-  connect(peerIndex: number): Promise<LoadPeer>;
+  /**
+   * Connects simulated peer `peerIndex` (0-based; the driver connects 0..N-1 once each). `rank` is
+   * the peer's place among its topic's subscribers (0, 1, 2…), so a target with several servers can
+   * spread every topic's subscribers over all of them.
+   */
+  connect(peerIndex: number, rank?: number): Promise<LoadPeer>;
   /** Stops the server (and anything shared by the peers); called after every peer is closed. */
   close(): Promise<void>;
   /** The server process, for RSS and CPU figures from /proc. */
@@ -243,7 +247,7 @@ export async function openSwarm(target: LoadTarget, options: SwarmOptions = {}):
   const started = performance.now();
   const indices = Array.from({ length: nPeers }, (_, i) => i);
   const peers = await mapLimit(indices, options.connectConcurrency ?? 16, async (i) => {
-    const peer = await target.connect(i);
+    const peer = await target.connect(i, Math.floor(i / nTopics));
     const topic = topics[topicOfPeer[i] ?? 0] as Uint8Array;
     await peer.subscribe(topic, (payload) => {
       onDelivery(holder, i, payload);
