@@ -16,7 +16,7 @@ import { nodeEd25519 } from '../shared/src/crypto/ed25519.node.js';
 import { nodeSha256 } from '../shared/src/crypto/sha256.node.js';
 import { topicId } from '../shared/src/crypto/sha256.js';
 import { libp2pConnector } from '../shared/src/net/libp2p.js';
-import { nodeNoiseCrypto } from '../shared/src/net/noise-crypto.node.js';
+import { loadNodeNoiseCrypto } from '../shared/src/net/noise-crypto.node.js';
 import { RelayPool } from '../shared/src/net/pool.js';
 import { SpaceSync } from '../shared/src/net/space-sync.js';
 import { webRng } from '../shared/src/ports/env.js';
@@ -118,7 +118,7 @@ async function run(input: CatchUpInput): Promise<CatchUpResult> {
       e.users.map((u) => fromHex(u) as UserId),
     );
   const started = performance.now();
-  const connector = await libp2pConnector({ noiseCrypto: nodeNoiseCrypto });
+  const connector = await libp2pConnector({ noiseCrypto: loadNodeNoiseCrypto });
   const storage = memoryStorage();
   const pool = new RelayPool({ connector, relays: [input.relay], storage, sha256: nodeSha256 });
   await pool.start();

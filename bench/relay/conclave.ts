@@ -6,7 +6,7 @@
  * relays check and store exactly what a peer's op would be.
  */
 import { libp2pConnector } from '../../shared/src/net/libp2p.js';
-import { nodeNoiseCrypto } from '../../shared/src/net/noise-crypto.node.js';
+import { loadNodeNoiseCrypto } from '../../shared/src/net/noise-crypto.node.js';
 import type { RelayConnector, RelayLink } from '../../shared/src/ports/network.js';
 import type { TopicId } from '../../shared/src/protocol/ids.js';
 import { NONCE_BYTES, decodeSealed, encodeSealed } from '../../shared/src/protocol/seal.js';
@@ -102,7 +102,7 @@ export async function startConclaveRelays(
       return `relay RSS ${rss.map((b) => `${Math.round(b / 2 ** 20)} MiB`).join(', ')}`;
     },
     async connect(i: number, rank?: number): Promise<LoadPeer> {
-      const connector: RelayConnector = await libp2pConnector({ noiseCrypto: nodeNoiseCrypto });
+      const connector: RelayConnector = await libp2pConnector({ noiseCrypto: loadNodeNoiseCrypto });
       // Each topic's subscribers alternate between the relays, so half of every op's deliveries
       // go through the backbone to the other relay. (By peer index alone, with 2 relays and 10
       // topics, a topic's subscribers would all share one relay.)

@@ -24,7 +24,6 @@ import { openBlobCache, type BlobCache } from '../../shared/src/blob/cache.js';
 import { nodeAead } from '../../shared/src/crypto/aead.node.js';
 import { nodeEd25519 } from '../../shared/src/crypto/ed25519.node.js';
 import { nodeSha256 } from '../../shared/src/crypto/sha256.node.js';
-import { nodeNoiseCrypto } from '../../shared/src/net/noise-crypto.node.js';
 import { lazyLibp2pConnector } from '../../shared/src/net/libp2p.js';
 import { systemClock, webRng } from '../../shared/src/ports/env.js';
 import { type Storage, StorageError } from '../../shared/src/ports/storage.js';
@@ -258,7 +257,12 @@ export class Home {
     try {
       storage = await openSqliteStorage(this.dbPath);
       blobs = await openBlobCache(await openSqliteChunkStore(this.dbPath), { quotaBytes: BLOB_CACHE_BYTES });
-      const connector = lazyLibp2pConnector({ dialTimeoutMs: 5_000, noiseCrypto: nodeNoiseCrypto });
+      const connector = lazyLibp2pConnector({
+        dialTimeoutMs: 5_000,
+        // Loaded with the network: a command that stays offline does not pay for libsodium.
+        noiseCrypto: async () =>
+          (await import('../../shared/src/net/noise-crypto.node.js')).loadNodeNoiseCrypto(),
+      });
       const peer = await Peer.open({
         secrets,
         storage,

@@ -39,7 +39,7 @@ import { envelopeProblem } from './envelope.js';
 import { BLOB_PROTOCOL, MAILBOX_PROTOCOL, SYNC_PROTOCOL } from '../../shared/src/protocol/wire.js';
 import { sha256 } from '../../shared/src/crypto/sha256.js';
 import { nodeSha256 } from '../../shared/src/crypto/sha256.node.js';
-import { nodeNoiseCrypto } from '../../shared/src/net/noise-crypto.node.js';
+import { loadNodeNoiseCrypto } from '../../shared/src/net/noise-crypto.node.js';
 import type { RelayConfig } from './config.js';
 import { libp2pLogger } from './libp2p-logger.js';
 import { PeerLimiter } from './limiter.js';
@@ -209,7 +209,7 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
     privateKey,
     addresses: { listen: [...config.listen] },
     transports: [webSockets()],
-    connectionEncrypters: [noise({ crypto: nodeNoiseCrypto })],
+    connectionEncrypters: [noise({ crypto: await loadNodeNoiseCrypto() })],
     streamMuxers: [yamux()],
     connectionGater: {
       denyInboundEncryptedConnection: (peer: PeerId) => limiter.isPenalised(peer.toString()),

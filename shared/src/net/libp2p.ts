@@ -19,18 +19,23 @@ import { RelaySession, type SessionOptions } from './session.js';
 export interface ClientNodeOptions extends SessionOptions {
   /** Milliseconds to wait for a relay to answer a dial. */
   readonly dialTimeoutMs?: number;
-  /** Noise's cipher implementation; Node hosts pass `nodeNoiseCrypto` (noise-crypto.node.ts). */
-  readonly noiseCrypto?: ICryptoInterface;
+  /**
+   * Noise's cipher implementation, or a function that loads it when the node starts; Node hosts
+   * pass `loadNodeNoiseCrypto` (noise-crypto.node.ts).
+   */
+  readonly noiseCrypto?: ICryptoInterface | (() => Promise<ICryptoInterface>);
 }
 
 /** A started libp2p client node and the connector over it. */
 export async function libp2pConnector(
   options: ClientNodeOptions = {},
 ): Promise<RelayConnector & { node: Libp2p }> {
+  const crypto =
+    typeof options.noiseCrypto === 'function' ? await options.noiseCrypto() : options.noiseCrypto;
   const node = await createLibp2p({
     addresses: { listen: [] },
     transports: [webSockets()],
-    connectionEncrypters: [noise(options.noiseCrypto === undefined ? {} : { crypto: options.noiseCrypto })],
+    connectionEncrypters: [noise(crypto === undefined ? {} : { crypto })],
     streamMuxers: [yamux()],
     services: { identify: identify(), ping: ping() },
     connectionManager: { dialTimeout: options.dialTimeoutMs ?? 10_000 },

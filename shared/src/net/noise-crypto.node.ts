@@ -16,8 +16,6 @@ import { defaultCrypto, nodeCrypto } from '@chainsafe/libp2p-noise/crypto';
 import type { ICryptoInterface } from '@chainsafe/libp2p-noise';
 import sodium from 'libsodium-wrappers';
 
-await sodium.ready;
-
 /** Bytes from which Node's native cipher is used; below it libsodium's. */
 export const NATIVE_CIPHER_FROM_BYTES = 2048;
 
@@ -29,7 +27,7 @@ function flat(data: NoiseBytes): Uint8Array {
   return data instanceof Uint8Array ? data : data.subarray();
 }
 
-export const nodeNoiseCrypto: ICryptoInterface = {
+const nodeNoiseCrypto: ICryptoInterface = {
   ...defaultCrypto,
   chaCha20Poly1305Encrypt(plaintext, nonce, ad, k) {
     const bytes = flat(plaintext);
@@ -45,3 +43,11 @@ export const nodeNoiseCrypto: ICryptoInterface = {
       : nodeCrypto.chaCha20Poly1305Decrypt(bytes, nonce, ad, k, dst);
   },
 };
+
+let loaded: Promise<ICryptoInterface> | undefined;
+
+/** The cipher, once libsodium's WebAssembly module is compiled (about 7 ms, the first time). */
+export function loadNodeNoiseCrypto(): Promise<ICryptoInterface> {
+  loaded ??= sodium.ready.then(() => nodeNoiseCrypto);
+  return loaded;
+}

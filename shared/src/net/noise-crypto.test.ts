@@ -2,7 +2,9 @@ import { pureJsCrypto } from '@chainsafe/libp2p-noise';
 import fc from 'fast-check';
 import { Uint8ArrayList } from 'uint8arraylist';
 import { describe, expect, it } from 'vitest';
-import { NATIVE_CIPHER_FROM_BYTES, type NoiseBytes, nodeNoiseCrypto } from './noise-crypto.node.js';
+import { NATIVE_CIPHER_FROM_BYTES, type NoiseBytes, loadNodeNoiseCrypto } from './noise-crypto.node.js';
+
+const nodeNoiseCrypto = await loadNodeNoiseCrypto();
 
 /** The bytes as a plain Uint8Array (Node's cipher answers with Buffers). */
 const bytesOf = (b: NoiseBytes): Uint8Array => Uint8Array.from(b instanceof Uint8Array ? b : b.subarray());
