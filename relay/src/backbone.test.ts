@@ -40,6 +40,25 @@ describe('two relays on the backbone', () => {
     expect(await metric(r2, 'conclave_relay_appends_total{kind="gossip"}')).toBeGreaterThan(0);
   });
 
+  it('a burst appended through relay A at once reaches a peer on relay B whole and in order, by gossip', async () => {
+    const la = await a.connect(r1.multiaddr);
+    const lb = await b.connect(r2.multiaddr);
+    const addr = address(4);
+    const arriving = collect(lb, addr, 200);
+    await new Promise((r) => setTimeout(r, 2500));
+    const gossiped = 'conclave_relay_appends_total{kind="gossip"}';
+    const before = await metric(r2, gossiped);
+    // Sent without waiting: relay A commits them together and publishes them in the same turns, so
+    // several backbone messages leave in one write to relay B.
+    const acks = await Promise.all(range(200).map((i) => la.append(addr, message(4, i, 300))));
+    expect(acks.map((x) => (x.kind === 'appended' ? x.seq : -1))).toEqual(range(200).map((i) => i + 1));
+    const got = await arriving;
+    expect(got.messages.map(indexOf)).toEqual(range(200));
+    expect(got.seqs).toEqual(range(200).map((i) => i + 1));
+    // Every one came over the backbone (none by direct replication).
+    expect((await metric(r2, gossiped)) - before).toBe(200);
+  });
+
   it('a peer that subscribes at relay B later catches up on what was sent through relay A', async () => {
     const la = await a.connect(r1.multiaddr);
     const addr = address(3);
