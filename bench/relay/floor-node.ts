@@ -1,12 +1,14 @@
 /**
- * The libp2p settings the two libp2p floors share (gossipsub-floor.ts, streams-floor.ts): the
- * relays' transport stack, WebSockets on 127.0.0.1 with noise and yamux. Each floor adds its own
- * services.
+ * What the two libp2p floors share (gossipsub-floor.ts, streams-floor.ts): the relays' transport
+ * stack, WebSockets on 127.0.0.1 with noise and yamux, and the hub's child-process side. Each
+ * floor adds its own services.
  */
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { webSockets } from '@libp2p/websockets';
+import type { Libp2p } from '@libp2p/interface';
 import type { Libp2pOptions } from 'libp2p';
+import type { ChildServer } from './driver.js';
 
 /** The hub: listens on 127.0.0.1, with connection limits raised so 200 local dials are accepted. */
 export function floorHubOptions() {
@@ -42,5 +44,18 @@ export function hubInfo(floor: string): (raw: unknown) => { multiaddr: string } 
     const addr = (raw as { multiaddr?: unknown }).multiaddr;
     if (typeof addr !== 'string') throw new Error(`${floor}: no multiaddr in ready line`);
     return { multiaddr: addr };
+  };
+}
+
+/** The hub's side of its child process: its multiaddr for the ready line, stop, and its status. */
+export function hubServer(node: Libp2p, floor: string, status: () => unknown): ChildServer {
+  const addr = node.getMultiaddrs()[0];
+  if (addr === undefined) throw new Error(`${floor}: no listen address`);
+  return {
+    info: { multiaddr: addr.toString() },
+    close: async () => {
+      await node.stop();
+    },
+    status,
   };
 }

@@ -47,7 +47,7 @@ import {
   serveChild,
   spawnServer,
 } from './driver.js';
-import { floorClientOptions, floorHubOptions, hubInfo } from './floor-node.js';
+import { floorClientOptions, floorHubOptions, hubInfo, hubServer } from './floor-node.js';
 
 /** The gossipsub options of the floor, hub and clients alike. */
 export const FLOOR_GOSSIPSUB_OPTIONS: Readonly<Partial<GossipsubOpts>> = {
@@ -111,24 +111,16 @@ async function startHub(mesh: MeshDegree | undefined): Promise<ChildServer> {
       if (sub.subscribe && !pubsub.getTopics().includes(sub.topic)) pubsub.subscribe(sub.topic);
     }
   });
-  const addr = node.getMultiaddrs()[0];
-  if (addr === undefined) throw new Error('gossipsub hub: no listen address');
-  return {
-    info: { multiaddr: addr.toString() },
-    close: async () => {
-      await node.stop();
-    },
-    status: (): HubStatus => ({
-      connections: node.getConnections().length,
-      topics: pubsub
-        .getTopics()
-        .sort()
-        .map((topic) => ({
-          subscribers: pubsub.getSubscribers(topic).length,
-          mesh: meshSize(pubsub, topic),
-        })),
-    }),
-  };
+  return hubServer(node, 'gossipsub hub', (): HubStatus => ({
+    connections: node.getConnections().length,
+    topics: pubsub
+      .getTopics()
+      .sort()
+      .map((topic) => ({
+        subscribers: pubsub.getSubscribers(topic).length,
+        mesh: meshSize(pubsub, topic),
+      })),
+  }));
 }
 
 type ClientNode = Awaited<ReturnType<typeof createClientNode>>;

@@ -35,7 +35,7 @@ import {
   serveChild,
   spawnServer,
 } from './driver.js';
-import { floorClientOptions, floorHubOptions, hubInfo } from './floor-node.js';
+import { floorClientOptions, floorHubOptions, hubInfo, hubServer } from './floor-node.js';
 
 const PROTOCOL = '/conclave-bench/fanout/1';
 const SUBSCRIBE = 1;
@@ -126,18 +126,10 @@ async function startHub(): Promise<ChildServer> {
     },
     { maxInboundStreams: 8, runOnLimitedConnection: false },
   );
-  const addr = node.getMultiaddrs()[0];
-  if (addr === undefined) throw new Error('streams hub: no listen address');
-  return {
-    info: { multiaddr: addr.toString() },
-    close: async () => {
-      await node.stop();
-    },
-    status: (): HubStatus => ({
-      connections: node.getConnections().length,
-      subscribers: [...topics.values()].map((s) => s.size),
-    }),
-  };
+  return hubServer(node, 'streams hub', (): HubStatus => ({
+    connections: node.getConnections().length,
+    subscribers: [...topics.values()].map((s) => s.size),
+  }));
 }
 
 /** Spawns the hub in a child process; each simulated peer is a libp2p client node in this one. */
