@@ -475,10 +475,12 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
     metrics,
     log,
     hub,
-    appended(address, message, commitEpoch, replica) {
+    appended(address) {
       follow(address);
       provide(address);
-      if (replica) return;
+    },
+    committed(address, message, commitEpoch) {
+      follow(address);
       const data = encode([address, message, commitEpoch ?? null]);
       // A replica that got the message from the backbone stores it on receipt: it is copied
       // directly only to the replicas gossip did not reach.

@@ -31,7 +31,7 @@ import {
 import { envelopeProblem } from './envelope.js';
 import type { PeerLimiter } from './limiter.js';
 import type { RelayMetrics } from './relay-metrics.js';
-import type { RelayStore, StoredMessage } from './store.js';
+import type { AppendOptions, RelayStore, StoredMessage } from './store.js';
 
 /** Messages read from disk per page while pushing to a subscriber. */
 const PUSH_PAGE_MESSAGES = 64;
@@ -46,8 +46,14 @@ export interface ServiceContext {
   readonly metrics: RelayMetrics;
   readonly log: Logger;
   readonly hub: Hub;
-  /** After a new message was made durable here (not a duplicate): push, gossip, replicate. */
-  appended(address: Uint8Array, message: Uint8Array, commitEpoch: number | undefined, replica: boolean): void;
+  /**
+   * A client's new message was committed here, not yet durable: gossip it and copy it to the
+   * replica relays now, so the other relays' storing overlaps this one's sync to disk. (A copy
+   * that outlives a crash losing it here does no harm: the client re-sends until acknowledged.)
+   */
+  committed(address: Uint8Array, message: Uint8Array, commitEpoch: number | undefined): void;
+  /** After a new message (a client's or a replica) was made durable here: follow and announce its address. */
+  appended(address: Uint8Array): void;
   /** A chunk this relay lacks, from the relays that provide it; undefined if none has it. */
   blobElsewhere(hash: Uint8Array): Promise<Uint8Array | undefined>;
   /** A new blob chunk was stored from `peer`: announce it and copy it to the replica relays. */
@@ -416,8 +422,15 @@ export class ServerSession {
           this.refuse(r.id, 'malformed');
           return;
         }
-        const options = r.commitEpoch === undefined ? {} : { commitEpoch: r.commitEpoch };
-        let out = await ctx.store.append(r.address, r.message, options);
+        const { address, message, commitEpoch } = r;
+        const options: AppendOptions = {};
+        if (commitEpoch !== undefined) options.commitEpoch = commitEpoch;
+        if (!replica) {
+          options.committed = () => {
+            ctx.committed(address, message, commitEpoch);
+          };
+        }
+        let out = await ctx.store.append(address, message, options);
         if (out.kind === 'refused' && replica) {
           // A replica keeps every commit: soft sequencing is for what this relay acknowledges
           // to committers, and members must see a competing commit to settle a fork (section 6.3).
@@ -431,7 +444,7 @@ export class ServerSession {
         this.answer({ kind: 'ack', id: r.id, seq: out.seq });
         if (!out.duplicate) {
           ctx.metrics.appendBytes.inc({}, r.message.length);
-          ctx.appended(r.address, r.message, r.commitEpoch, replica);
+          ctx.appended(r.address);
         }
         return;
       }

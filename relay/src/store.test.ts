@@ -321,6 +321,52 @@ describe('RelayStore mailboxes', () => {
     expect(seqs(store, A)).toEqual([1, 2]);
   });
 
+  it('tells `committed` of a new message before its sync, and never of a duplicate, a refusal or a failed commit', async () => {
+    const dir = tempDir();
+    const held: (() => void)[] = [];
+    const store = RelayStore.open(dir, BIG, {
+      syncFile: (fd, done) => {
+        held.push(() => {
+          fdatasync(fd, done);
+        });
+      },
+    });
+    open.push(store);
+    const told: string[] = [];
+    const tell = (what: string) => (): void => {
+      told.push(what);
+    };
+    const acked: string[] = [];
+    const one = store.append(A, msg('one'), { commitEpoch: 7, committed: tell('one') });
+    void one.then(() => acked.push('one'));
+    await until(() => held.length === 1);
+    // Committed, its sync still held: `committed` has run, the caller has no answer yet.
+    expect(told).toEqual(['one']);
+    expect(acked).toEqual([]);
+    // The same message again, and another commit for epoch 7: neither is new.
+    const again = store.append(A, msg('one'), { committed: tell('again') });
+    const rival = store.append(A, msg('rival'), { commitEpoch: 7, committed: tell('rival') });
+    const two = store.append(A, msg('two'), { committed: tell('two') });
+    (held.shift() as () => void)();
+    await one;
+    await until(() => held.length === 1);
+    expect(told).toEqual(['one', 'two']);
+    (held.shift() as () => void)();
+    expect(await again).toMatchObject({ kind: 'appended', seq: 1, duplicate: true });
+    expect(await rival).toEqual({ kind: 'refused', reason: 'epoch-taken' });
+    expect(appended(await two).seq).toBe(2);
+    expect(told).toEqual(['one', 'two']);
+    // A commit that fails tells nobody.
+    const other = new Database(join(dir, STORE_FILE));
+    other.exec('BEGIN IMMEDIATE');
+    await expect(store.append(B, msg('lost'), { committed: tell('lost') })).rejects.toMatchObject({
+      code: 'io',
+    });
+    other.exec('ROLLBACK');
+    other.close();
+    expect(told).toEqual(['one', 'two']);
+  });
+
   it('answers a duplicate once its original is synced, and syncs nothing for a commit that wrote nothing', async () => {
     const held: (() => void)[] = [];
     const store = RelayStore.open(tempDir(), BIG, {

@@ -12,6 +12,9 @@
  * listener hear of a write only after the sync that covers it, and reads of seqs stop below the
  * first seq not yet synced, so nothing that a power cut could still undo is ever acknowledged,
  * pushed or served with its seq. Commits made while a sync runs are covered by the next one.
+ * The one exception is an append's own `committed` callback, run right after its commit: the
+ * relay gossips a client's message to the other relays from there, so their storing overlaps
+ * this sync instead of following it (no seq travels with the gossip).
  * Reads by hash (`getByHash`, `hasMessage`) may see a message whose commit is not yet synced: it
  * has no seq there, and whoever fetches it by its hash can check it against that hash.
  *
@@ -83,6 +86,15 @@ export interface AppendOptions {
   commitEpoch?: number;
   /** Arrival time in Unix milliseconds, for retention; defaults to `Date.now()`. */
   now?: number;
+  /**
+   * Called once, synchronously, right after the message was committed and before the sync that
+   * makes it durable, and only when it is new here (not a duplicate, not refused, and not when
+   * the commit failed). Whatever it starts may outlive a crash that loses the message here, so it
+   * must only make copies that are harmless to have twice (the relay gossips the message to the
+   * backbone from here: the sender re-sends until acknowledged, and relays dedupe by hash).
+   * It must not throw.
+   */
+  committed?: () => void;
 }
 
 /** Totals over the whole store; byte counts are payload bytes. */
@@ -207,7 +219,15 @@ export type SyncFile = (fd: number, done: (error: Error | null) => void) => void
 interface Unsynced {
   readonly batch: readonly PendingWrite[];
   readonly settle: readonly (() => void)[];
-  readonly fresh: readonly { address: Uint8Array; seq: number; message: Uint8Array }[];
+  readonly fresh: readonly Fresh[];
+}
+
+/** A new message of a commit, with the caller's `committed` callback. */
+interface Fresh {
+  readonly address: Uint8Array;
+  readonly seq: number;
+  readonly message: Uint8Array;
+  readonly committed: (() => void) | undefined;
 }
 
 /** Key of an address in the maps of unsynced seqs. */
@@ -260,7 +280,7 @@ export class RelayStore {
   private closed = false;
   private appendListener: AppendListener | undefined;
   /** New messages of the transaction in progress, for the listener once it is synced. */
-  private committing: { address: Uint8Array; seq: number; message: Uint8Array }[] = [];
+  private committing: Fresh[] = [];
   /** Group commits waiting for a sync of the WAL, oldest first. */
   private unsynced: Unsynced[] = [];
   /** Commits a sync in progress covers (the first ones of `unsynced`); 0 when none runs. */
@@ -438,8 +458,9 @@ export class RelayStore {
     const now = options?.now ?? Date.now();
     if (!Number.isFinite(now)) return Promise.reject(new RangeError(`now must be finite: ${now}`));
     const hash = sha256(message);
+    const committed = options?.committed;
     return this.enqueue(message.length, () =>
-      this.applyAppend(address, message, hash, epoch, Math.floor(now)),
+      this.applyAppend(address, message, hash, epoch, Math.floor(now), committed),
     );
   }
 
@@ -449,6 +470,7 @@ export class RelayStore {
     hash: Uint8Array,
     epoch: number | undefined,
     now: number,
+    committed: (() => void) | undefined,
   ): AppendOutcome {
     const s = this.s;
     const existing = s.seqOfHash.get(hash, address);
@@ -470,7 +492,7 @@ export class RelayStore {
     this.wrote = true;
     s.insertMessage.run(address, seq, hash, now, message.length, message);
     if (epoch !== undefined) s.insertEpoch.run(address, epoch, hash, seq);
-    this.committing.push({ address, seq, message });
+    this.committing.push({ address, seq, message, committed });
     return { kind: 'appended', seq, hash, duplicate: false };
   }
 
@@ -765,6 +787,8 @@ export class RelayStore {
     }
     this.unsynced.push({ batch, settle, fresh });
     this.sync();
+    // The sync runs on the thread pool meanwhile.
+    for (const m of fresh) m.committed?.();
   }
 
   /** Whether the transaction wrote anything since the last call (and clears it). */
