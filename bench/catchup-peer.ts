@@ -78,7 +78,7 @@ export async function catchUpInChild(input: CatchUpInput): Promise<CatchUpResult
     format: 'esm',
     target: 'node20',
     outfile: out,
-    external: ['better-sqlite3', '@automerge/automerge', 'esbuild'],
+    external: ['better-sqlite3', '@automerge/automerge', 'esbuild', 'sodium-native'],
     banner: {
       js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
     },

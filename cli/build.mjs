@@ -42,7 +42,7 @@ export async function ensureBundle() {
     format: 'esm',
     target: 'node20',
     outfile: tmp,
-    external: ['better-sqlite3', '@automerge/automerge'],
+    external: ['better-sqlite3', '@automerge/automerge', 'sodium-native'],
     banner: {
       js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
     },

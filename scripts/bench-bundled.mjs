@@ -25,7 +25,7 @@ await build({
   format: 'esm',
   target: 'node20',
   outfile: out,
-  external: ['better-sqlite3', '@automerge/automerge'],
+  external: ['better-sqlite3', '@automerge/automerge', 'sodium-native'],
   banner: {
     js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
   },

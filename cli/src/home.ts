@@ -259,7 +259,7 @@ export class Home {
       blobs = await openBlobCache(await openSqliteChunkStore(this.dbPath), { quotaBytes: BLOB_CACHE_BYTES });
       const connector = lazyLibp2pConnector({
         dialTimeoutMs: 5_000,
-        // Loaded with the network: a command that stays offline does not pay for libsodium.
+        // Loaded with the network: a command that stays offline does not load libsodium.
         noiseCrypto: async () =>
           (await import('../../shared/src/net/noise-crypto.node.js')).loadNodeNoiseCrypto(),
       });

@@ -2,9 +2,14 @@ import { pureJsCrypto } from '@chainsafe/libp2p-noise';
 import fc from 'fast-check';
 import { Uint8ArrayList } from 'uint8arraylist';
 import { describe, expect, it } from 'vitest';
-import { NATIVE_CIPHER_FROM_BYTES, type NoiseBytes, loadNodeNoiseCrypto } from './noise-crypto.node.js';
-
-const nodeNoiseCrypto = await loadNodeNoiseCrypto();
+import sodium from 'sodium-native';
+import {
+  NATIVE_CIPHER_FROM_BYTES,
+  type NoiseBytes,
+  loadNodeNoiseCrypto,
+  nodeOnlyNoiseCrypto,
+  sodiumNoiseCrypto,
+} from './noise-crypto.node.js';
 
 /** The bytes as a plain Uint8Array (Node's cipher answers with Buffers). */
 const bytesOf = (b: NoiseBytes): Uint8Array => Uint8Array.from(b instanceof Uint8Array ? b : b.subarray());
@@ -32,14 +37,22 @@ const nonceOf = (n: number): Uint8Array => {
   return nonce;
 };
 
-// Sizes on both sides of the switch between the WebAssembly and the native cipher, and past it.
+// Sizes on both sides of the switch between libsodium and Node's cipher, and the usual frames.
 const message = fc.oneof(
   fc.uint8Array({ minLength: 0, maxLength: 64 }),
   fc.uint8Array({ minLength: NATIVE_CIPHER_FROM_BYTES - 8, maxLength: NATIVE_CIPHER_FROM_BYTES + 8 }),
   fc.uint8Array({ minLength: 1000, maxLength: 5000 }),
 );
 
-describe("Node hosts' noise cipher", () => {
+it("loads libsodium's native build on this platform", async () => {
+  const loaded = await loadNodeNoiseCrypto();
+  expect(loaded).not.toBe(nodeOnlyNoiseCrypto);
+});
+
+describe.each([
+  ['libsodium below 16 KiB, Node above', sodiumNoiseCrypto(sodium)],
+  ["Node's alone (no native libsodium)", nodeOnlyNoiseCrypto],
+])("Node hosts' noise cipher: %s", (_, nodeNoiseCrypto) => {
   it('gives the same bytes as the reference ChaCha20-Poly1305, whole or in parts, and opens them again', () => {
     fc.assert(
       fc.property(message, fc.array(fc.nat(6000), { maxLength: 6 }), fc.nat(1000), (m, cuts, n) => {
@@ -56,7 +69,7 @@ describe("Node hosts' noise cipher", () => {
         );
         expect(bytesOf(opened)).toEqual(m);
       }),
-      { numRuns: 300 },
+      { numRuns: 120 },
     );
   });
 
@@ -73,7 +86,7 @@ describe("Node hosts' noise cipher", () => {
         expect(() => open(sealed, nonceOf(2), key)).toThrow();
         expect(() => open(sealed, nonceOf(1), new Uint8Array(32).fill(8))).toThrow();
       }),
-      { numRuns: 200 },
+      { numRuns: 120 },
     );
   });
 });
