@@ -43,6 +43,8 @@ export interface RelayConfig {
    * ARCHITECTURE.md section 8) or `strict` (each message signed by the relay; kept to measure).
    */
   readonly backboneSigning: 'none' | 'strict';
+  /** Milliseconds between two pings of one connection (each connection at its own time). */
+  readonly pingEveryMs: number;
 }
 
 export type ConfigErrorCode = 'unknown-flag' | 'missing-value' | 'bad-value' | 'bad-file';
@@ -87,6 +89,10 @@ const FLAGS = {
   'log-level': { env: 'CONCLAVE_RELAY_LOG_LEVEL', help: 'fatal|error|warn|info|debug|trace|silent' },
   'web-root': { env: 'CONCLAVE_RELAY_WEB_ROOT', help: 'folder of the built web app to serve' },
   'backbone-signing': { env: 'CONCLAVE_RELAY_BACKBONE_SIGNING', help: 'none (default) or strict' },
+  'ping-every': {
+    env: 'CONCLAVE_RELAY_PING_EVERY',
+    help: 'how often each connection is pinged; no answer closes it (e.g. 30s)',
+  },
   config: { env: 'CONCLAVE_RELAY_CONFIG', help: 'JSON file with any of these settings (flag names as keys)' },
 } as const satisfies Record<string, FlagSpec>;
 
@@ -264,5 +270,6 @@ export function parseConfig(
     logLevel: level as RelayConfig['logLevel'],
     webRoot: one('web-root'),
     backboneSigning: signing(one('backbone-signing') ?? 'none'),
+    pingEveryMs: duration('ping-every', one('ping-every') ?? '30s'),
   };
 }

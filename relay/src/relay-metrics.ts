@@ -10,6 +10,7 @@ export function relayMetrics(): {
   blobBytes: ReturnType<Metrics['counter']>;
   gossip: ReturnType<Metrics['counter']>;
   replications: ReturnType<Metrics['counter']>;
+  deadConnections: ReturnType<Metrics['counter']>;
 } {
   const registry = new Metrics();
   return {
@@ -38,6 +39,10 @@ export function relayMetrics(): {
     replications: registry.counter(
       'conclave_relay_replications_total',
       'Copies sent to replica relays, by outcome.',
+    ),
+    deadConnections: registry.counter(
+      'conclave_relay_dead_connections_total',
+      'Connections closed because the peer did not answer a ping in time.',
     ),
   };
 }

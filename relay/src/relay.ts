@@ -43,6 +43,7 @@ import { loadNodeNoiseCrypto } from '../../shared/src/net/noise-crypto.node.js';
 import type { RelayConfig } from './config.js';
 import { libp2pLogger } from './libp2p-logger.js';
 import { PeerLimiter } from './limiter.js';
+import { startLiveness } from './liveness.js';
 import { relayMetrics } from './relay-metrics.js';
 import { Hub, ServerSession, type ServiceContext } from './service.js';
 import { RelayStore } from './store.js';
@@ -53,6 +54,8 @@ export const DHT_PROTOCOL = '/conclave/kad/1.0.0';
 export const BACKBONE_PREFIX = '/conclave/backbone/1/';
 /** Milliseconds between two pulls of one address from the relays that provide it. */
 const PULL_INTERVAL_MS = 10_000;
+/** Milliseconds a liveness ping may take before its connection is closed (at most the period). */
+const PING_TIMEOUT_MS = 10_000;
 /** Milliseconds a DHT query may take before replication or a pull gives up on it. */
 const DHT_QUERY_MS = 5_000;
 /** Messages per page when a relay pulls a mailbox from another. */
@@ -214,6 +217,8 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
     connectionGater: {
       denyInboundEncryptedConnection: (peer: PeerId) => limiter.isPenalised(peer.toString()),
     },
+    // libp2p's monitor pings every connection at once; the relay paces its own (liveness.ts).
+    connectionMonitor: { enabled: false },
     connectionManager: {
       maxConnections: config.maxConnections,
       // Hundreds of clients may share one IP (a NAT, a reverse proxy, a test machine).
@@ -621,6 +626,15 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
     }
   };
   const upkeepTimer = setInterval(() => void upkeep(), 1_000);
+  const stopLiveness = startLiveness({
+    connections: () => node.getConnections(),
+    periodMs: config.pingEveryMs,
+    timeoutMs: Math.min(PING_TIMEOUT_MS, config.pingEveryMs),
+    onDead: (conn) => {
+      metrics.deadConnections.inc();
+      log.info({ peer: conn.remotePeer.toString() }, 'closed a connection whose peer did not answer a ping');
+    },
+  });
 
   const announce = async (): Promise<void> => {
     const addrs = node.getMultiaddrs().map(String);
@@ -751,6 +765,7 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
       stopping = true;
       clearInterval(announceTimer);
       clearInterval(upkeepTimer);
+      stopLiveness();
       clearInterval(pruneTimer);
       await new Promise<void>((resolve) => {
         if (server === undefined) resolve();
