@@ -68,6 +68,8 @@ export interface LoadTarget {
   close(): Promise<void>;
   /** The server process, for RSS and CPU figures from /proc. */
   readonly serverPid?: number;
+  /** Every server process of a target with several (CPU and RSS are summed); else `serverPid`. */
+  readonly serverPids?: readonly number[];
   /** Optional one-line state of the server (e.g. mesh sizes), printed by the bench entries. */
   describe?(): Promise<string>;
 }
@@ -319,10 +321,12 @@ export interface StepResult {
   /** Deliveries of other steps' messages that arrived during this step. */
   stale: number;
   maxTickLagMs: number;
-  /** Server CPU over the step, % of one core (from /proc/<pid>/stat), when known. */
+  /** Server CPU over the step, % of one core (from /proc/<pid>/stat), when known; summed over processes. */
   serverCpuPct: number | null;
-  /** Server VmRSS at the end of the step, MiB, when known. */
+  /** Server VmRSS at the end of the step, MiB, when known; summed over processes. */
   serverRssMiB: number | null;
+  /** Server processes the two figures above cover. */
+  serverProcesses: number;
   /** Driver (this process) CPU over the step, % of one core. */
   driverCpuPct: number;
   driverRssMiB: number;
@@ -342,6 +346,22 @@ export function readRssBytes(pid: number): number | null {
 }
 
 /** /proc/<pid>/stat utime+stime in seconds (assumes CLK_TCK = 100, Linux's usual), or null. */
+/** The server processes of a target. */
+function serverPids(target: LoadTarget): readonly number[] {
+  return target.serverPids ?? (target.serverPid === undefined ? [] : [target.serverPid]);
+}
+
+/** The sum of `read` over the processes; null if there are none or one cannot be read. */
+function sumOver(pids: readonly number[], read: (pid: number) => number | null): number | null {
+  let sum = 0;
+  for (const pid of pids) {
+    const v = read(pid);
+    if (v === null) return null;
+    sum += v;
+  }
+  return pids.length === 0 ? null : sum;
+}
+
 export function readCpuSeconds(pid: number): number | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -398,8 +418,8 @@ export async function runRate(swarm: Swarm, rate: number, options: RateOptions =
   const state = swarm.state;
   state.step = step;
   const staleBefore = state.stale;
-  const pid = swarm.target.serverPid;
-  const serverCpu0 = pid === undefined ? null : readCpuSeconds(pid);
+  const pids = serverPids(swarm.target);
+  const serverCpu0 = sumOver(pids, readCpuSeconds);
   const driverCpu0 = process.cpuUsage();
   const wall0 = performance.now();
 
@@ -446,14 +466,14 @@ export async function runRate(swarm: Swarm, rate: number, options: RateOptions =
   }
   state.step = null;
   const wallS = (performance.now() - wall0) / 1000;
-  const serverCpu1 = pid === undefined ? null : readCpuSeconds(pid);
+  const serverCpu1 = sumOver(pids, readCpuSeconds);
   const driverCpu = process.cpuUsage(driverCpu0);
 
   const lat = step.latencies.subarray(0, step.nLatencies).sort();
   const n = step.nLatencies;
   const delivered = step.deliveredMeasured;
   const expected = step.expectedMeasured;
-  const rss = pid === undefined ? null : readRssBytes(pid);
+  const rss = sumOver(pids, readRssBytes);
   const result: StepResult = {
     rate,
     achievedRate: Math.round(achievedRate),
@@ -474,6 +494,7 @@ export async function runRate(swarm: Swarm, rate: number, options: RateOptions =
         ? null
         : Math.round(((serverCpu1 - serverCpu0) / wallS) * 100),
     serverRssMiB: rss === null ? null : round1(rss / 1048576),
+    serverProcesses: pids.length,
     driverCpuPct: Math.round(((driverCpu.user + driverCpu.system) / 1e6 / wallS) * 100),
     driverRssMiB: round1(process.memoryUsage.rss() / 1048576),
     pass: false,
@@ -598,7 +619,10 @@ export async function searchTarget(
 
 /** One readable line for a step. */
 export function formatStep(name: string, s: StepResult): string {
-  const cpu = s.serverCpuPct === null ? '?' : `${s.serverCpuPct}%`;
+  const cpu =
+    s.serverCpuPct === null
+      ? '?'
+      : `${s.serverCpuPct}%${s.serverProcesses > 1 ? ` (${s.serverProcesses} processes)` : ''}`;
   const rss = s.serverRssMiB === null ? '?' : `${s.serverRssMiB} MiB`;
   return (
     `${name} rate=${s.rate}/s (offered ${s.achievedRate}/s) p50=${s.p50Ms}ms p90=${s.p90Ms}ms ` +
