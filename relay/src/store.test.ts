@@ -32,6 +32,23 @@ function openStore(dir: string, limits: Partial<StoreLimits> = {}): RelayStore {
   return store;
 }
 
+/**
+ * A store whose every sync of the WAL waits in `held` until the test runs it (for real, on the
+ * thread pool), to see what the store does while a sync is outstanding.
+ */
+function heldStore(dir: string): { store: RelayStore; held: (() => void)[] } {
+  const held: (() => void)[] = [];
+  const store = RelayStore.open(dir, BIG, {
+    syncFile: (fd, done) => {
+      held.push(() => {
+        fdatasync(fd, done);
+      });
+    },
+  });
+  open.push(store);
+  return { store, held };
+}
+
 afterEach(() => {
   for (const s of open.splice(0)) s.close();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -272,16 +289,7 @@ describe('RelayStore mailboxes', () => {
 
   it('acknowledges, announces and serves an append only once the WAL is synced to disk', async () => {
     const dir = tempDir();
-    const held: (() => void)[] = [];
-    // Each sync of the WAL waits until the test lets it run (for real, on the thread pool).
-    const store = RelayStore.open(dir, BIG, {
-      syncFile: (fd, done) => {
-        held.push(() => {
-          fdatasync(fd, done);
-        });
-      },
-    });
-    open.push(store);
+    const { store, held } = heldStore(dir);
     const heard: number[] = [];
     store.onAppended((_, seq) => heard.push(seq));
     const acked: number[] = [];
@@ -323,15 +331,7 @@ describe('RelayStore mailboxes', () => {
 
   it('tells `committed` of a new message before its sync, and never of a duplicate, a refusal or a failed commit', async () => {
     const dir = tempDir();
-    const held: (() => void)[] = [];
-    const store = RelayStore.open(dir, BIG, {
-      syncFile: (fd, done) => {
-        held.push(() => {
-          fdatasync(fd, done);
-        });
-      },
-    });
-    open.push(store);
+    const { store, held } = heldStore(dir);
     const told: string[] = [];
     const tell = (what: string) => (): void => {
       told.push(what);
@@ -368,15 +368,7 @@ describe('RelayStore mailboxes', () => {
   });
 
   it('answers a duplicate once its original is synced, and syncs nothing for a commit that wrote nothing', async () => {
-    const held: (() => void)[] = [];
-    const store = RelayStore.open(tempDir(), BIG, {
-      syncFile: (fd, done) => {
-        held.push(() => {
-          fdatasync(fd, done);
-        });
-      },
-    });
-    open.push(store);
+    const { store, held } = heldStore(tempDir());
     const answered: string[] = [];
     const first = store.append(A, msg('one')).then((o) => answered.push(`first ${appended(o).seq}`));
     await until(() => held.length === 1);
