@@ -4,9 +4,9 @@
  * maximum sustained ops/s (highest offered rate with p99 < 250 ms and ≥ 99.9% delivered), relay
  * RSS per connected idle peer, and one fresh peer's catch-up of 10,000 ops end to end (connect,
  * subscribe, open, verify, accept; the peer is a process of its own, bench/catchup-peer.ts). In
- * the same run, three floors under the same load: a plain `ws` fan-out server, a bare js-libp2p
+ * the same run, four floors under the same load: a plain `ws` fan-out server, a bare js-libp2p
  * gossipsub hub, and a bare js-libp2p stream fan-out hub with the relays' transport stack and no
- * relay logic (bench/relay/).
+ * relay logic, alone and as two hubs in the relays' layout (bench/relay/).
  *
  * Run: npm run bench:relay   (BENCH_RELAY_FLOORS=0 skips the floors; BENCH_RELAY_SIGNING=1 adds
  * a pass with signed backbone gossip at 150 and 250 ops/s, to compare with the same steps unsigned;
@@ -210,6 +210,12 @@ async function main(): Promise<void> {
     figures.floorStreamsOpsPerSec = st.result.maxSustainedOpsPerSec;
     figures.floorStreamsP50MsAt1000 = st.at1000.p50Ms;
     figures.floorStreamsP99MsAt1000 = st.at1000.p99Ms;
+    // The same with the relays' layout: two hubs, each topic's subscribers split between them, one
+    // stream between the hubs in place of the backbone.
+    const st2 = await floor(() => startStreamsFloor({ hubs: 2 }));
+    figures.floorStreams2HubsOpsPerSec = st2.result.maxSustainedOpsPerSec;
+    figures.floorStreams2HubsP50MsAt1000 = st2.at1000.p50Ms;
+    figures.floorStreams2HubsP99MsAt1000 = st2.at1000.p99Ms;
     log(
       `conclave sustained ${result.maxSustainedOpsPerSec} ops/s = ` +
         `${floorWs > 0 ? ((result.maxSustainedOpsPerSec / floorWs) * 100).toFixed(0) : '?'}% of the ws floor`,

@@ -7,7 +7,7 @@
  *
  *   node --experimental-websocket --import ./scripts/node20.mjs --import tsx bench/relay/floors.ts
  *
- * Options: --only ws|gossipsub|streams   --rates 250,500,…   --step-ms 3000   --peers 200   --topics 10
+ * Options: --only ws|gossipsub|streams|streams2   --rates 250,500,…   --step-ms 3000   --peers 200   --topics 10
  *          --ws-no-cork (naive one-write-per-frame ws server)
  *          --gossipsub-peers-per-node k (k simulated peers per client libp2p node, k ≤ topics)
  *          --gossipsub-mesh D,Dlo,Dhi (diagnostic variant; the floor is 6,4,12)
@@ -107,6 +107,9 @@ if (values.only === undefined || values.only === 'gossipsub') {
 }
 if (values.only === undefined || values.only === 'streams') {
   record('Streams', await measure(() => startStreamsFloor()));
+}
+if (values.only === undefined || values.only === 'streams2') {
+  record('Streams2Hubs', await measure(() => startStreamsFloor({ hubs: 2 })));
 }
 if (values.only === undefined || values.only === 'ws') {
   record('Ws', await measure(() => startWsFloor({ cork: values['ws-no-cork'] !== true })));

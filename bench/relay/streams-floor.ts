@@ -17,8 +17,16 @@
  * Frames both ways: a 4-byte big-endian length, then the body. From a peer: 0x01 + topic
  * (subscribe) or 0x02 + topic + payload (publish). From the hub: the payload.
  *
- * As a module: `startStreamsFloor()` spawns the hub and returns its LoadTarget.
- * As a script (the child): node … bench/relay/streams-floor.ts → prints the hub's multiaddr.
+ * With `hubs: 2`, the floor of the Conclave relays' layout: two hub processes, each topic's
+ * subscribers alternating between them, and one stream between the hubs (the second dials the
+ * first and opens it with 0x03). A hub writes each publish of its own peers to its local
+ * subscribers and, as 0x02 + topic + payload, to the other hub, which writes it to its own. So
+ * half of every message's deliveries cross the link, as they cross the relays' backbone; the
+ * relays' storage, acknowledgements, gossipsub and checks are what such a floor leaves out.
+ *
+ * As a module: `startStreamsFloor()` spawns the hub(s) and returns the LoadTarget.
+ * As a script (the child): node … bench/relay/streams-floor.ts [--link <multiaddr>] → prints the
+ * hub's multiaddr.
  */
 import { fileURLToPath } from 'node:url';
 import { identify } from '@libp2p/identify';
@@ -40,6 +48,8 @@ import { floorClientOptions, floorHubOptions, hubInfo, hubServer } from './floor
 const PROTOCOL = '/conclave-bench/fanout/1';
 const SUBSCRIBE = 1;
 const PUBLISH = 2;
+/** Opens the stream between two hubs. */
+const LINK = 3;
 /** A frame larger than this ends the stream (a bench peer never sends one). */
 const MAX_FRAME = 64 * 1024;
 
@@ -98,49 +108,84 @@ interface HubStatus {
   subscribers: number[];
 }
 
-/** The hub (runs in the child process). */
-async function startHub(): Promise<ChildServer> {
+/** The hub (runs in the child process); `link` is the other hub's multiaddr, dialed once. */
+async function startHub(link: string | undefined): Promise<ChildServer> {
   const node = await createLibp2p({
     ...floorHubOptions(),
     services: { identify: identify() },
   });
   type Out = ReturnType<typeof framed>;
   const topics = new Map<string, Set<Out>>();
+  /** Streams to the other hub (at most one in a bench run). */
+  const links = new Set<Out>();
+  const forward = (from: Out, topic: string, frame: Uint8Array): void => {
+    const payload = frame.subarray(1 + TOPIC_BYTES);
+    for (const s of topics.get(topic) ?? []) if (s !== from) s.send(payload);
+    if (!links.has(from)) for (const l of links) l.send(frame);
+  };
+  const serve = (stream: Stream, isLink: boolean): Out => {
+    let joined: Set<Out> | undefined;
+    const out: Out = framed(stream, (frame) => {
+      const kind = frame[0];
+      if (kind === LINK) {
+        links.add(out);
+        return;
+      }
+      const topic = topicKey(frame.subarray(1, 1 + TOPIC_BYTES));
+      if (kind === SUBSCRIBE && joined === undefined) {
+        joined = topics.get(topic) ?? new Set();
+        topics.set(topic, joined);
+        joined.add(out);
+      } else if (kind === PUBLISH) forward(out, topic, frame);
+    });
+    if (isLink) links.add(out);
+    stream.addEventListener(
+      'close',
+      () => {
+        joined?.delete(out);
+        links.delete(out);
+      },
+      { once: true },
+    );
+    return out;
+  };
   await node.handle(
     PROTOCOL,
     (stream) => {
-      let joined: Set<Out> | undefined;
-      const out: Out = framed(stream, (frame) => {
-        const kind = frame[0];
-        const topic = topicKey(frame.subarray(1, 1 + TOPIC_BYTES));
-        if (kind === SUBSCRIBE && joined === undefined) {
-          joined = topics.get(topic) ?? new Set();
-          topics.set(topic, joined);
-          joined.add(out);
-        } else if (kind === PUBLISH) {
-          const payload = frame.subarray(1 + TOPIC_BYTES);
-          for (const s of topics.get(topic) ?? []) if (s !== out) s.send(payload);
-        }
-      });
-      stream.addEventListener('close', () => joined?.delete(out), { once: true });
+      serve(stream, false);
     },
     { maxInboundStreams: 8, runOnLimitedConnection: false },
   );
+  if (link !== undefined) {
+    const stream = await node.dialProtocol(multiaddr(link), PROTOCOL);
+    serve(stream, true).send(Uint8Array.of(LINK));
+  }
   return hubServer(node, 'streams hub', (): HubStatus => ({
     connections: node.getConnections().length,
     subscribers: [...topics.values()].map((s) => s.size),
   }));
 }
 
-/** Spawns the hub in a child process; each simulated peer is a libp2p client node in this one. */
-export async function startStreamsFloor(): Promise<LoadTarget> {
-  const server = await spawnServer(fileURLToPath(import.meta.url), [], hubInfo('streams floor'));
-  const hub = multiaddr(server.info.multiaddr);
+/**
+ * Spawns the hub(s) in child processes; each simulated peer is a libp2p client node in this one,
+ * connected to hub `rank mod hubs` (so each topic's subscribers alternate between the hubs).
+ */
+export async function startStreamsFloor(options: { hubs?: 1 | 2 } = {}): Promise<LoadTarget> {
+  const entry = fileURLToPath(import.meta.url);
+  const first = await spawnServer(entry, [], hubInfo('streams floor'));
+  const servers = [first];
+  if (options.hubs === 2) {
+    servers.push(await spawnServer(entry, ['--link', first.info.multiaddr], hubInfo('streams floor')));
+  }
+  const hubs = servers.map((s) => multiaddr(s.info.multiaddr));
   return {
-    name: 'libp2p-streams-floor',
-    serverPid: server.pid,
-    async connect(): Promise<LoadPeer> {
+    name: servers.length === 1 ? 'libp2p-streams-floor' : 'libp2p-streams-floor-2hubs',
+    serverPid: first.pid,
+    serverPids: servers.map((s) => s.pid),
+    async connect(i: number, rank?: number): Promise<LoadPeer> {
       const node = await createLibp2p({ ...floorClientOptions(), services: { identify: identify() } });
+      const hub = hubs[(rank ?? i) % hubs.length];
+      if (hub === undefined) throw new Error('streams floor: no hub');
       const stream = await node.dialProtocol(hub, PROTOCOL);
       let handler: ((payload: Uint8Array) => void) | undefined;
       const channel = framed(stream, (frame) => handler?.(frame));
@@ -163,12 +208,25 @@ export async function startStreamsFloor(): Promise<LoadTarget> {
       };
     },
     async describe() {
-      const raw = (await server.status()) as HubStatus | null;
-      if (raw === null) return 'hub status unavailable';
-      return `hub: ${raw.connections} connections; subscribers per topic: ${raw.subscribers.join(' ')}`;
+      const lines: string[] = [];
+      for (const [k, server] of servers.entries()) {
+        const raw = (await server.status()) as HubStatus | null;
+        lines.push(
+          raw === null
+            ? `hub ${k}: status unavailable`
+            : `hub ${k}: ${raw.connections} connections; subscribers per topic: ${raw.subscribers.join(' ')}`,
+        );
+      }
+      return lines.join('; ');
     },
-    close: () => server.stop(),
+    async close() {
+      for (const server of servers.reverse()) await server.stop();
+    },
   };
 }
 
-if (isMainModule(import.meta.url)) serveChild(startHub);
+if (isMainModule(import.meta.url)) {
+  const at = process.argv.indexOf('--link');
+  const link = at === -1 ? undefined : process.argv[at + 1];
+  serveChild(() => startHub(link));
+}
