@@ -1,8 +1,10 @@
+import { peerIdFromString } from '@libp2p/peer-id';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../shared/src/crypto/sha256.js';
 import { equalBytes } from '../../shared/src/protocol/ids.js';
 import { libp2pConnector } from '../../shared/src/net/libp2p.js';
 import type { RelayConnector } from '../../shared/src/ports/network.js';
+import { closestPeers } from './relay.js';
 import { type SpawnedRelay, spawnRelay, tempDir } from './testing/spawn.js';
 import { address, collect, indexOf, message, metric, range, until } from './testing/util.js';
 
@@ -37,26 +39,55 @@ describe('two relays on the backbone', () => {
     for (let i = 0; i < 50; i++) await la.append(addr, message(2, i, 300));
     const got = await arriving;
     expect(new Set(got.messages.map(indexOf)).size).toBe(50);
-    expect(await metric(r2, 'conclave_relay_appends_total{kind="gossip"}')).toBeGreaterThan(0);
+    // With two relays and two replicas per address, relay B is a replica of everything: relay A
+    // copies each append to it directly and has no other relay to gossip to.
+    expect(await metric(r2, 'conclave_relay_appends_total{kind="replicate"}')).toBeGreaterThanOrEqual(50);
+    expect(
+      await metric(r1, 'conclave_relay_gossip_messages_total{outcome="direct-only"}'),
+    ).toBeGreaterThanOrEqual(50);
   });
 
-  it('a burst appended through relay A at once reaches a peer on relay B whole and in order, by gossip', async () => {
+  it('a burst appended through relay A at once reaches a peer on relay B whole and in order, by direct copies', async () => {
     const la = await a.connect(r1.multiaddr);
     const lb = await b.connect(r2.multiaddr);
     const addr = address(4);
     const arriving = collect(lb, addr, 200);
     await new Promise((r) => setTimeout(r, 2500));
+    const copied = 'conclave_relay_appends_total{kind="replicate"}';
     const gossiped = 'conclave_relay_appends_total{kind="gossip"}';
-    const before = await metric(r2, gossiped);
-    // Sent without waiting: relay A commits them together and publishes them in the same turns, so
-    // several backbone messages leave in one write to relay B.
+    const before = await metric(r2, copied);
+    const gossipedBefore = await metric(r2, gossiped);
+    // Sent without waiting: relay A commits them together and copies them in the same turns, so
+    // several copies leave in one write to relay B.
     const acks = await Promise.all(range(200).map((i) => la.append(addr, message(4, i, 300))));
     expect(acks.map((x) => (x.kind === 'appended' ? x.seq : -1))).toEqual(range(200).map((i) => i + 1));
     const got = await arriving;
     expect(got.messages.map(indexOf)).toEqual(range(200));
     expect(got.seqs).toEqual(range(200).map((i) => i + 1));
-    // Every one came over the backbone (none by direct replication).
-    expect((await metric(r2, gossiped)) - before).toBe(200);
+    // Every one came as a direct copy, none by gossip.
+    expect((await metric(r2, copied)) - before).toBe(200);
+    expect((await metric(r2, gossiped)) - gossipedBefore).toBe(0);
+  });
+
+  it('relay A holds back its copies while relay B is stopped, and B gets every one live, in order', async () => {
+    const la = await a.connect(r1.multiaddr);
+    const lb = await b.connect(r2.multiaddr);
+    const addr = address(5);
+    const n = 1500;
+    const arriving = collect(lb, addr, n);
+    await new Promise((r) => setTimeout(r, 1000));
+    r2.process.kill('SIGSTOP');
+    try {
+      // Acknowledged by relay A alone; more copies than relay B takes unanswered from one session
+      // (MAX_PENDING_REQUESTS) pile up for it meanwhile.
+      const acks = await Promise.all(range(n).map((i) => la.append(addr, message(5, i, 300))));
+      expect(acks.every((x) => x.kind === 'appended')).toBe(true);
+    } finally {
+      r2.process.kill('SIGCONT');
+    }
+    const got = await arriving;
+    expect(got.messages.map(indexOf)).toEqual(range(n));
+    expect(await metric(r2, 'conclave_relay_refusals_total{reason="tooMany"}')).toBe(0);
   });
 
   it('a peer that subscribes at relay B later catches up on what was sent through relay A', async () => {
@@ -66,6 +97,94 @@ describe('two relays on the backbone', () => {
     const lb = await b.connect(r2.multiaddr);
     const got = await collect(lb, addr, 30);
     expect(got.messages.map(indexOf).sort((x, y) => x - y)).toEqual(range(30));
+  });
+});
+
+describe('two relays that keep one replica per address', () => {
+  const dirs = [tempDir(), tempDir()];
+  let r1: SpawnedRelay;
+  let r2: SpawnedRelay;
+  let a: RelayConnector;
+  let b: RelayConnector;
+  beforeAll(async () => {
+    r1 = await spawnRelay({ dataDir: dirs[0]?.dir, args: ['--replicas', '1'] });
+    r2 = await spawnRelay({ dataDir: dirs[1]?.dir, bootstrap: [r1.multiaddr], args: ['--replicas', '1'] });
+    a = await libp2pConnector();
+    b = await libp2pConnector();
+  });
+  afterAll(async () => {
+    await a.stop();
+    await b.stop();
+    await r1.stop();
+    await r2.stop();
+    for (const d of dirs) d.cleanup();
+  });
+
+  it('gossips an append to a relay that follows its address without being its replica, and copies it to one that is', async () => {
+    const ids = [peerIdFromString(r1.peerId), peerIdFromString(r2.peerId)];
+    /** An address whose one replica is `owner`. */
+    const ownedBy = (owner: number): number => {
+      for (let n = 10; n < 250; n++) if (closestPeers(ids, address(n), 1)[0]?.equals(ids[owner])) return n;
+      throw new Error('no such address');
+    };
+    // Relay A keeps `onA` itself, so relay B, which follows it for its client, needs gossip;
+    // relay B keeps `onB`, so relay A copies those appends to it directly and gossips nothing.
+    const onA = ownedBy(0);
+    const onB = ownedBy(1);
+    const la = await a.connect(r1.multiaddr);
+    const lb = await b.connect(r2.multiaddr);
+    const gossiped = 'conclave_relay_appends_total{kind="gossip"}';
+    const copied = 'conclave_relay_appends_total{kind="replicate"}';
+    const arrivingA = collect(lb, address(onA), 20);
+    const arrivingB = collect(lb, address(onB), 20);
+    await new Promise((r) => setTimeout(r, 2500));
+    const before = { gossiped: await metric(r2, gossiped), copied: await metric(r2, copied) };
+    for (let i = 0; i < 20; i++) {
+      await la.append(address(onA), message(onA, i, 300));
+      await la.append(address(onB), message(onB, i, 300));
+    }
+    expect((await arrivingA).messages.map(indexOf)).toEqual(range(20));
+    expect((await arrivingB).messages.map(indexOf)).toEqual(range(20));
+    expect((await metric(r2, gossiped)) - before.gossiped).toBe(20);
+    expect((await metric(r2, copied)) - before.copied).toBe(20);
+  });
+});
+
+describe('two relays with a low rate limit per peer', () => {
+  const dirs = [tempDir(), tempDir()];
+  let r1: SpawnedRelay;
+  let r2: SpawnedRelay;
+  const clients: RelayConnector[] = [];
+  beforeAll(async () => {
+    // 20 requests a second per peer, with a burst of 40.
+    const args = ['--rate-requests', '20'];
+    r1 = await spawnRelay({ dataDir: dirs[0]?.dir, args });
+    r2 = await spawnRelay({ dataDir: dirs[1]?.dir, bootstrap: [r1.multiaddr], args });
+    for (let i = 0; i < 4; i++) clients.push(await libp2pConnector());
+  });
+  afterAll(async () => {
+    for (const c of clients) await c.stop();
+    await r1.stop();
+    await r2.stop();
+    for (const d of dirs) d.cleanup();
+  });
+
+  it('limits each client, not relay A’s copies of all its clients’ appends', async () => {
+    const [reader, ...writers] = clients as [RelayConnector, ...RelayConnector[]];
+    const addr = address(6);
+    const lb = await reader.connect(r2.multiaddr);
+    const arriving = collect(lb, addr, 90);
+    await new Promise((r) => setTimeout(r, 1000));
+    // Three clients of relay A send 30 appends each at once, within their own limits there;
+    // relay A copies all 90 to relay B at once, past what one client may send it.
+    const links = await Promise.all(writers.map((w) => w.connect(r1.multiaddr)));
+    const acks = await Promise.all(
+      links.flatMap((l, w) => range(30).map((i) => l.append(addr, message(6, w * 30 + i, 300)))),
+    );
+    expect(acks.every((x) => x.kind === 'appended')).toBe(true);
+    const got = await arriving;
+    expect(got.messages.map(indexOf).sort((x, y) => x - y)).toEqual(range(90));
+    expect(await metric(r2, 'conclave_relay_refusals_total{reason="rateLimited"}')).toBe(0);
   });
 });
 

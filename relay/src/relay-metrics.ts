@@ -34,7 +34,7 @@ export function relayMetrics(): {
     ),
     gossip: registry.counter(
       'conclave_relay_gossip_messages_total',
-      'Backbone gossip messages by outcome (published, accepted, duplicate, rejected) and topic prefix.',
+      'Backbone gossip messages by outcome (published, direct-only, accepted, duplicate, rejected) and topic prefix.',
     ),
     replications: registry.counter(
       'conclave_relay_replications_total',

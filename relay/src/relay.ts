@@ -34,7 +34,11 @@ import type { Logger } from 'pino';
 import { RelaySession } from '../../shared/src/net/session.js';
 import { type CborValue, decode, encode } from '../../shared/src/protocol/cbor.js';
 import { bytesKey, compareBytes, toHex } from '../../shared/src/protocol/ids.js';
-import { MAX_FRAME_BYTES, MAX_MAILBOX_MESSAGE_BYTES } from '../../shared/src/protocol/limits.js';
+import {
+  MAX_FRAME_BYTES,
+  MAX_MAILBOX_MESSAGE_BYTES,
+  MAX_PENDING_REQUESTS,
+} from '../../shared/src/protocol/limits.js';
 import { envelopeProblem } from './envelope.js';
 import { BLOB_PROTOCOL, MAILBOX_PROTOCOL, SYNC_PROTOCOL } from '../../shared/src/protocol/wire.js';
 import { sha256 } from '../../shared/src/crypto/sha256.js';
@@ -56,6 +60,10 @@ export const BACKBONE_PREFIX = '/conclave/backbone/1/';
 const PULL_INTERVAL_MS = 10_000;
 /** Milliseconds a liveness ping may take before its connection is closed (at most the period). */
 const PING_TIMEOUT_MS = 10_000;
+/** Copies to one replica relay awaiting its answer at once (half the replica's limit per session). */
+const REPLICATION_IN_FLIGHT = MAX_PENDING_REQUESTS / 2;
+/** Copies to one replica relay waiting for a slot, at most (about 8 MiB of 1 KiB ops). */
+const REPLICATION_WAITING = 8192;
 /** Milliseconds a DHT query may take before replication or a pull gives up on it. */
 const DHT_QUERY_MS = 5_000;
 /** Messages per page when a relay pulls a mailbox from another. */
@@ -109,6 +117,15 @@ function distance(peer: PeerId, key: Uint8Array): Uint8Array {
   const out = new Uint8Array(32);
   for (let i = 0; i < 32; i++) out[i] = (a[i] ?? 0) ^ (b[i] ?? 0);
   return out;
+}
+
+/** The `k` of `peers` closest to `key` by Kademlia distance, closest first: a key's replica set. */
+export function closestPeers(peers: readonly PeerId[], key: Uint8Array, k: number): PeerId[] {
+  return peers
+    .map((p) => ({ p, d: distance(p, key) }))
+    .sort((a, b) => compareBytes(a.d, b.d))
+    .slice(0, k)
+    .map((x) => x.p);
 }
 
 /**
@@ -307,11 +324,7 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
     const k = bytesKey(key);
     let hit = closestCache.get(k);
     if (hit === undefined) {
-      hit = [self, ...relays.values()]
-        .map((p) => ({ p, d: distance(p, key) }))
-        .sort((a, b) => compareBytes(a.d, b.d))
-        .slice(0, config.replicas)
-        .map((x) => x.p);
+      hit = closestPeers([self, ...relays.values()], key, config.replicas);
       if (closestCache.size >= 10_000) closestCache.clear();
       closestCache.set(k, hit);
     }
@@ -415,6 +428,32 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
     );
   });
 
+  // Copies to one replica relay: at most REPLICATION_IN_FLIGHT unanswered (the replica refuses
+  // more than MAX_PENDING_REQUESTS of one session), the rest wait in order, up to
+  // REPLICATION_WAITING; past that a copy is dropped (counted as failed): the replica then gets
+  // the message when one of its clients subscribes to the address and it pulls.
+  const copyQueues = new Map<string, { inFlight: number; waiting: (() => void)[] }>();
+  const copySlot = async (peer: string): Promise<boolean> => {
+    let q = copyQueues.get(peer);
+    if (q === undefined) copyQueues.set(peer, (q = { inFlight: 0, waiting: [] }));
+    if (q.inFlight < REPLICATION_IN_FLIGHT) {
+      q.inFlight++;
+      return true;
+    }
+    if (q.waiting.length >= REPLICATION_WAITING) return false;
+    const queue = q;
+    // The slot is handed over by `copyDone`, without going through `inFlight`.
+    await new Promise<void>((resolve) => queue.waiting.push(resolve));
+    return true;
+  };
+  const copyDone = (peer: string): void => {
+    const q = copyQueues.get(peer);
+    if (q === undefined) return;
+    const next = q.waiting.shift();
+    if (next !== undefined) next();
+    else if (--q.inFlight === 0) copyQueues.delete(peer);
+  };
+
   const replicate = async (
     address: Uint8Array,
     message: Uint8Array,
@@ -423,18 +462,36 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
   ): Promise<void> => {
     for (const peer of closest(address)) {
       if (peer.equals(self) || reached.some((p) => p.equals(peer))) continue;
+      const key = peer.toString();
+      if (!(await copySlot(key))) {
+        metrics.replications.inc({ outcome: 'failed' });
+        log.debug({ peer: key }, 'replication queue full: copy dropped');
+        continue;
+      }
       try {
         // The mailbox session's `append` carries no replicate flag; replication frames go raw.
         await sessionTo(peer).replicate(address, message, commitEpoch);
         metrics.replications.inc({ outcome: 'ok' });
       } catch (e) {
         metrics.replications.inc({ outcome: 'failed' });
-        log.debug(
-          { peer: peer.toString(), err: e instanceof Error ? e.message : String(e) },
-          'replication failed',
-        );
+        log.debug({ peer: key, err: e instanceof Error ? e.message : String(e) }, 'replication failed');
+      } finally {
+        copyDone(key);
       }
     }
+  };
+
+  /**
+   * Whether a relay other than `from` and the replicas of `address` follows its topic on the
+   * backbone as far as this relay knows: only then is gossip needed, as every replica gets a
+   * direct copy (from the relay that took the client's append).
+   */
+  const gossipNeeded = (address: Uint8Array, topic: string, from: string): boolean => {
+    const replicas = closest(address);
+    return pubsub.getSubscribers(topic).some((p) => {
+      if (p.toString() === from) return false;
+      return !replicas.some((r) => r.equals(p));
+    });
   };
 
   const lastPull = new Map<string, number>();
@@ -484,22 +541,35 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
       follow(address);
       provide(address);
     },
-    committed(address, message, commitEpoch) {
+    committed(address, message, commitEpoch, from) {
       follow(address);
+      const topic = BACKBONE_PREFIX + toHex(address);
+      // A replica's copy is not copied further; a client's append is copied to every replica.
+      const copy = (reached: readonly PeerId[]): void => {
+        if (!from.replica) void replicate(address, message, commitEpoch, reached);
+      };
+      if (!gossipNeeded(address, topic, from.peer)) {
+        // Every relay following the topic here is a replica: the direct copies reach them all,
+        // at less cost than gossip (no RPC, message id, seen cache, message cache or scoring).
+        metrics.gossip.inc({ outcome: 'direct-only' });
+        copy([]);
+        return;
+      }
       const data = encode([address, message, commitEpoch ?? null]);
       // A replica that got the message from the backbone stores it on receipt: it is copied
       // directly only to the replicas gossip did not reach.
-      void pubsub.publish(BACKBONE_PREFIX + toHex(address), data).then(
+      void pubsub.publish(topic, data).then(
         (res) => {
           metrics.gossip.inc({ outcome: 'published' });
-          void replicate(address, message, commitEpoch, res.recipients);
+          copy(res.recipients);
         },
         () => {
           metrics.gossip.inc({ outcome: 'publish-failed' });
-          void replicate(address, message, commitEpoch, []);
+          copy([]);
         },
       );
     },
+    isRelay,
     async blobElsewhere(hash) {
       // The replicas of the hash first (no network query), then whoever the DHT says has it.
       const tried = new Set<string>([self.toString()]);

@@ -47,11 +47,19 @@ export interface ServiceContext {
   readonly log: Logger;
   readonly hub: Hub;
   /**
-   * A client's new message was committed here, not yet durable: gossip it and copy it to the
-   * replica relays now, so the other relays' storing overlaps this one's sync to disk. (A copy
-   * that outlives a crash losing it here does no harm: the client re-sends until acknowledged.)
+   * A new message from `from` was committed here, not yet durable: pass it on now, so the other
+   * relays' storing overlaps this one's sync to disk. `replica` says whether it is another relay's
+   * copy (`from` is then that relay) or a client's append. (A copy that outlives a crash losing it
+   * here does no harm: the client re-sends until acknowledged, and relays drop duplicates by hash.)
    */
-  committed(address: Uint8Array, message: Uint8Array, commitEpoch: number | undefined): void;
+  committed(
+    address: Uint8Array,
+    message: Uint8Array,
+    commitEpoch: number | undefined,
+    from: { peer: string; replica: boolean },
+  ): void;
+  /** Whether `peer` is another relay (its copies count against no client's rate limit). */
+  isRelay(peer: string): boolean;
   /** After a new message (a client's or a replica) was made durable here: follow and announce its address. */
   appended(address: Uint8Array): void;
   /** A chunk this relay lacks, from the relays that provide it; undefined if none has it. */
@@ -379,7 +387,9 @@ export class ServerSession {
       this.refuse(r.id, 'shuttingDown');
       return;
     }
-    if (ctx.limiter.admit(this.peer, frame.length) === 'rate-limited') {
+    // A relay's copies carry the appends of all its clients, each already limited there.
+    const relayCopy = r.kind === 'replicate' && ctx.isRelay(this.peer);
+    if (!relayCopy && ctx.limiter.admit(this.peer, frame.length) === 'rate-limited') {
       this.refuse(r.id, 'rateLimited');
       return;
     }
@@ -423,18 +433,17 @@ export class ServerSession {
           return;
         }
         const { address, message, commitEpoch } = r;
-        const options: AppendOptions = {};
+        const from = { peer: this.peer, replica };
+        const committed = (): void => {
+          ctx.committed(address, message, commitEpoch, from);
+        };
+        const options: AppendOptions = { committed };
         if (commitEpoch !== undefined) options.commitEpoch = commitEpoch;
-        if (!replica) {
-          options.committed = () => {
-            ctx.committed(address, message, commitEpoch);
-          };
-        }
         let out = await ctx.store.append(address, message, options);
         if (out.kind === 'refused' && replica) {
           // A replica keeps every commit: soft sequencing is for what this relay acknowledges
           // to committers, and members must see a competing commit to settle a fork (section 6.3).
-          out = await ctx.store.append(r.address, r.message);
+          out = await ctx.store.append(address, message, { committed });
         }
         if (out.kind === 'refused') {
           this.refuse(r.id, 'epochTaken');

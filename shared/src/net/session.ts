@@ -337,7 +337,7 @@ export class RelaySession implements RelayLink {
     return this.unexpected(a, 'append');
   }
 
-  /** Relay to relay: stores a copy at a replica, which neither gossips nor copies it further. */
+  /** Relay to relay: stores a copy at a replica, which does not copy it further (it gossips it only to relays beyond the replicas). */
   async replicate(address: Uint8Array, message: Uint8Array, commitEpoch: number | undefined): Promise<void> {
     const a = await this.request(MAILBOX_PROTOCOL, (id) => ({
       kind: 'replicate',
