@@ -70,24 +70,38 @@ describe('two relays on the backbone', () => {
   });
 
   it('relay A holds back its copies while relay B is stopped, and B gets every one live, in order', async () => {
-    const la = await a.connect(r1.multiaddr);
     const lb = await b.connect(r2.multiaddr);
     const addr = address(5);
-    const n = 1500;
-    const arriving = collect(lb, addr, n);
-    await new Promise((r) => setTimeout(r, 1000));
-    r2.process.kill('SIGSTOP');
+    // Three clients of relay A, each with fewer unanswered appends than a relay takes from one
+    // session (MAX_PENDING_REQUESTS), together with more than that.
+    const writers = [a, await libp2pConnector(), await libp2pConnector()];
     try {
-      // Acknowledged by relay A alone; more copies than relay B takes unanswered from one session
-      // (MAX_PENDING_REQUESTS) pile up for it meanwhile.
-      const acks = await Promise.all(range(n).map((i) => la.append(addr, message(5, i, 300))));
-      expect(acks.every((x) => x.kind === 'appended')).toBe(true);
+      const links = await Promise.all(writers.map((w) => w.connect(r1.multiaddr)));
+      const perWriter = 500;
+      const n = perWriter * links.length;
+      const arriving = collect(lb, addr, n);
+      await new Promise((r) => setTimeout(r, 1000));
+      r2.process.kill('SIGSTOP');
+      try {
+        // Acknowledged by relay A alone, while the copies for relay B pile up.
+        const acks = await Promise.all(
+          links.flatMap((l, w) =>
+            range(perWriter).map((i) => l.append(addr, message(5, w * perWriter + i, 300))),
+          ),
+        );
+        expect(acks.every((x) => x.kind === 'appended')).toBe(true);
+      } finally {
+        r2.process.kill('SIGCONT');
+      }
+      const got = await arriving;
+      // Relay B stores them in the order relay A committed them, which is the order of A's seqs.
+      expect(got.messages.map(indexOf).sort((x, y) => x - y)).toEqual(range(n));
+      const atA = await collect(await a.connect(r1.multiaddr), addr, n);
+      expect(got.messages.map(indexOf)).toEqual(atA.messages.map(indexOf));
+      expect(await metric(r2, 'conclave_relay_refusals_total{reason="tooMany"}')).toBe(0);
     } finally {
-      r2.process.kill('SIGCONT');
+      for (const w of writers.slice(1)) await w.stop();
     }
-    const got = await arriving;
-    expect(got.messages.map(indexOf)).toEqual(range(n));
-    expect(await metric(r2, 'conclave_relay_refusals_total{reason="tooMany"}')).toBe(0);
   });
 
   it('a peer that subscribes at relay B later catches up on what was sent through relay A', async () => {
