@@ -298,11 +298,16 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
   // append costs no peer-store lookups, and the replica set of a key is cached until it changes.
   const relays = new Map<string, PeerId>();
   const closestCache = new Map<string, PeerId[]>();
+  // Whether a topic needs gossip (see `gossipNeeded`), by topic and sending relay: cleared when
+  // the relays or a peer's subscriptions change. A subscriber that left without unsubscribing
+  // can only leave a stale "needed", which costs one gossip message, never a missed relay.
+  const gossipNeededCache = new Map<string, boolean>();
   node.addEventListener('peer:identify', (evt) => {
     const { peerId, protocols } = evt.detail;
     if (protocols.includes(DHT_PROTOCOL) && !relays.has(peerId.toString())) {
       relays.set(peerId.toString(), peerId);
       closestCache.clear();
+      gossipNeededCache.clear();
     }
   });
   // Relays this one lost its connection to (one restarted, the network broke): dialled again
@@ -312,6 +317,7 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
     const k = evt.detail.toString();
     if (relays.delete(k)) {
       closestCache.clear();
+      gossipNeededCache.clear();
       if (!stopping) lost.set(k, { peer: evt.detail, since: Date.now(), attempt: 0, next: Date.now() + 500 });
     }
   });
@@ -377,11 +383,15 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
     return out;
   };
 
-  const topics = new Set<string>();
-  const follow = (address: Uint8Array): void => {
+  /** Backbone topics followed, by address key. */
+  const topics = new Map<string, string>();
+  /** Follows `address` on the backbone (once) and returns its topic. */
+  const follow = (address: Uint8Array): string => {
+    const key = bytesKey(address);
+    const known = topics.get(key);
+    if (known !== undefined) return known;
     const topic = BACKBONE_PREFIX + toHex(address);
-    if (topics.has(topic)) return;
-    topics.add(topic);
+    topics.set(key, topic);
     pubsub.topicValidators.set(topic, (peer, msg) => {
       // Gossip costs a store write like an append: from a peer that is not a relay, it counts
       // against the sender's rate (relays forward everyone's appends).
@@ -398,6 +408,7 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
       return TopicValidatorResult.Reject;
     });
     pubsub.subscribe(topic);
+    return topic;
   };
 
   /** Stores a message that came from another relay: no soft-sequencing refusal, no re-copy. */
@@ -482,17 +493,30 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
   };
 
   /**
-   * Whether a relay other than `from` and the replicas of `address` follows its topic on the
-   * backbone as far as this relay knows: only then is gossip needed, as every replica gets a
-   * direct copy (from the relay that took the client's append).
+   * Whether a peer other than the sending relay `from` and the replicas of `address` follows its
+   * topic on the backbone as far as this relay knows: only then is gossip needed, as every
+   * replica gets a direct copy (from the relay that took the client's append).
    */
   const gossipNeeded = (address: Uint8Array, topic: string, from: string): boolean => {
-    const replicas = closest(address);
-    return pubsub.getSubscribers(topic).some((p) => {
-      if (p.toString() === from) return false;
-      return !replicas.some((r) => r.equals(p));
-    });
+    // Only a sending relay is left out: the appends of all clients share one entry per topic (a
+    // client that also follows the topic on the backbone then gets its own message back).
+    const exclude = isRelay(from) ? from : undefined;
+    const key = exclude === undefined ? topic : `${topic} ${exclude}`;
+    let needed = gossipNeededCache.get(key);
+    if (needed === undefined) {
+      const replicas = closest(address);
+      needed = pubsub.getSubscribers(topic).some((p) => {
+        if (p.toString() === exclude) return false;
+        return !replicas.some((r) => r.equals(p));
+      });
+      if (gossipNeededCache.size >= 10_000) gossipNeededCache.clear();
+      gossipNeededCache.set(key, needed);
+    }
+    return needed;
   };
+  pubsub.addEventListener('subscription-change', () => {
+    gossipNeededCache.clear();
+  });
 
   const lastPull = new Map<string, number>();
   const pullCursors = new Map<string, number>();
@@ -542,8 +566,7 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
       provide(address);
     },
     committed(address, message, commitEpoch, from) {
-      follow(address);
-      const topic = BACKBONE_PREFIX + toHex(address);
+      const topic = follow(address);
       // A replica's copy is not copied further; a client's append is copied to every replica.
       const copy = (reached: readonly PeerId[]): void => {
         if (!from.replica) void replicate(address, message, commitEpoch, reached);

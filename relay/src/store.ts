@@ -29,10 +29,10 @@
  * - `epochs`: the winning message of each `(address, commitEpoch)`.
  * - `blobs`, `blob_owners` (bytes per uploader), `blob_totals` (one row).
  */
-import { createHash } from 'node:crypto';
 import { closeSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { nodeSha256 } from '../../shared/src/crypto/sha256.node.js';
 
 /** Limits enforced by the store. All byte counts are bytes of stored payload (not SQLite pages). */
 export interface StoreLimits {
@@ -243,9 +243,8 @@ interface PendingWrite {
   readonly fail: (error: StoreError) => void;
 }
 
-function sha256(bytes: Uint8Array): Uint8Array {
-  return plain(createHash('sha256').update(bytes).digest());
-}
+/** SHA-256 with Node's one-shot binding (no hash object per message). */
+const sha256 = nodeSha256;
 
 /** A plain Uint8Array view of a Buffer (same memory), so callers never get Buffer semantics. */
 function plain(b: Uint8Array): Uint8Array {
