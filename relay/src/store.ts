@@ -13,8 +13,8 @@
  * first seq not yet synced, so nothing that a power cut could still undo is ever acknowledged,
  * pushed or served with its seq. Commits made while a sync runs are covered by the next one.
  * The one exception is an append's own `committed` callback, run right after its commit: the
- * relay gossips a client's message to the other relays from there, so their storing overlaps
- * this sync instead of following it (no seq travels with the gossip).
+ * relay passes a new message on to the other relays from there (direct copies, gossip), so their
+ * storing overlaps this sync instead of following it (no seq travels with a copy).
  * Reads by hash (`getByHash`, `hasMessage`) may see a message whose commit is not yet synced: it
  * has no seq there, and whoever fetches it by its hash can check it against that hash.
  *
@@ -90,8 +90,9 @@ export interface AppendOptions {
    * Called once, synchronously, right after the message was committed and before the sync that
    * makes it durable, and only when it is new here (not a duplicate, not refused, and not when
    * the commit failed). Whatever it starts may outlive a crash that loses the message here, so it
-   * must only make copies that are harmless to have twice (the relay gossips the message to the
-   * backbone from here: the sender re-sends until acknowledged, and relays dedupe by hash).
+   * must only make copies that are harmless to have twice (the relay copies and gossips the
+   * message to other relays from here: the sender re-sends until acknowledged, and relays dedupe
+   * by hash).
    * It must not throw.
    */
   committed?: () => void;
