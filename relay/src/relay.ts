@@ -119,6 +119,19 @@ function distance(peer: PeerId, key: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * Whether a new message of a topic must go out on the backbone: true when a peer that follows the
+ * topic there (`subscribers`) is neither one of its `replicas` (each gets a direct copy from the
+ * relay that took the client's append) nor `sender`, the relay that sent this copy, if any.
+ */
+export function gossipNeededFor(
+  subscribers: readonly PeerId[],
+  replicas: readonly PeerId[],
+  sender: string | undefined,
+): boolean {
+  return subscribers.some((p) => p.toString() !== sender && !replicas.some((r) => r.equals(p)));
+}
+
 /** The `k` of `peers` closest to `key` by Kademlia distance, closest first: a key's replica set. */
 export function closestPeers(peers: readonly PeerId[], key: Uint8Array, k: number): PeerId[] {
   return peers
@@ -504,11 +517,7 @@ export async function startRelay(config: RelayConfig, log: Logger): Promise<Rela
     const key = exclude === undefined ? topic : `${topic} ${exclude}`;
     let needed = gossipNeededCache.get(key);
     if (needed === undefined) {
-      const replicas = closest(address);
-      needed = pubsub.getSubscribers(topic).some((p) => {
-        if (p.toString() === exclude) return false;
-        return !replicas.some((r) => r.equals(p));
-      });
+      needed = gossipNeededFor(pubsub.getSubscribers(topic), closest(address), exclude);
       if (gossipNeededCache.size >= 10_000) gossipNeededCache.clear();
       gossipNeededCache.set(key, needed);
     }
