@@ -8,33 +8,55 @@ import { closestPeers } from './relay.js';
 import { type SpawnedRelay, spawnRelay, tempDir } from './testing/spawn.js';
 import { address, collect, indexOf, message, metric, range, until } from './testing/util.js';
 
-describe('two relays on the backbone', () => {
+/**
+ * Two relays, B bootstrapped from A, and `clients` client connectors (default 2), started before
+ * the tests of the describe that calls it and stopped after them.
+ */
+function twoRelays(options: { args?: readonly string[]; clients?: number } = {}) {
   const dirs = [tempDir(), tempDir()];
-  let r1: SpawnedRelay;
-  let r2: SpawnedRelay;
-  let a: RelayConnector;
-  let b: RelayConnector;
+  const relays: SpawnedRelay[] = [];
+  const clients: RelayConnector[] = [];
   beforeAll(async () => {
-    r1 = await spawnRelay({ dataDir: dirs[0]?.dir });
-    r2 = await spawnRelay({ dataDir: dirs[1]?.dir, bootstrap: [r1.multiaddr] });
-    a = await libp2pConnector();
-    b = await libp2pConnector();
+    const args = options.args ?? [];
+    const first = await spawnRelay({ dataDir: dirs[0]?.dir, args });
+    relays.push(first, await spawnRelay({ dataDir: dirs[1]?.dir, bootstrap: [first.multiaddr], args }));
+    for (let i = 0; i < (options.clients ?? 2); i++) clients.push(await libp2pConnector());
   });
   afterAll(async () => {
-    await a.stop();
-    await b.stop();
-    await r1.stop();
-    await r2.stop();
+    for (const c of clients) await c.stop();
+    for (const r of relays) await r.stop();
     for (const d of dirs) d.cleanup();
   });
+  const at = <T>(list: readonly T[], i: number): T => {
+    const x = list[i];
+    if (x === undefined) throw new Error('the relays are not started');
+    return x;
+  };
+  return {
+    /** Relays A and B, and the client connectors. */
+    get: () => ({ r1: at(relays, 0), r2: at(relays, 1), a: at(clients, 0), b: at(clients, 1), clients }),
+    /** Stops relay A and starts it again on its data and port. */
+    async restartFirst(): Promise<SpawnedRelay> {
+      const old = at(relays, 0);
+      const port = Number(/\/tcp\/(\d+)\//.exec(old.multiaddr)?.[1]);
+      await old.stop();
+      relays[0] = await spawnRelay({ dataDir: dirs[0]?.dir, port, args: options.args ?? [] });
+      return relays[0];
+    },
+  };
+}
+
+describe('two relays on the backbone', () => {
+  const pair = twoRelays();
 
   it('a peer connected only to relay B receives live what a peer sent through relay A', async () => {
+    const { r1, r2, a, b } = pair.get();
     const la = await a.connect(r1.multiaddr);
     const lb = await b.connect(r2.multiaddr);
     const addr = address(2);
     // B subscribes first: relay B then follows the address on the backbone.
     const arriving = collect(lb, addr, 50);
-    // Gossipsub needs a heartbeat to graft the two relays into the topic's mesh.
+    // A moment for relay A to hear that relay B follows the address.
     await new Promise((r) => setTimeout(r, 2500));
     for (let i = 0; i < 50; i++) await la.append(addr, message(2, i, 300));
     const got = await arriving;
@@ -48,6 +70,7 @@ describe('two relays on the backbone', () => {
   });
 
   it('a burst appended through relay A at once reaches a peer on relay B whole and in order, by direct copies', async () => {
+    const { r1, r2, a, b } = pair.get();
     const la = await a.connect(r1.multiaddr);
     const lb = await b.connect(r2.multiaddr);
     const addr = address(4);
@@ -70,6 +93,7 @@ describe('two relays on the backbone', () => {
   });
 
   it('relay A holds back its copies while relay B is stopped, and B gets every one live, in order', async () => {
+    const { r1, r2, a, b } = pair.get();
     const lb = await b.connect(r2.multiaddr);
     const addr = address(5);
     // Three clients of relay A, each with fewer unanswered appends than a relay takes from one
@@ -105,6 +129,7 @@ describe('two relays on the backbone', () => {
   });
 
   it('a peer that subscribes at relay B later catches up on what was sent through relay A', async () => {
+    const { r1, r2, a, b } = pair.get();
     const la = await a.connect(r1.multiaddr);
     const addr = address(3);
     for (let i = 0; i < 30; i++) await la.append(addr, message(3, i, 300));
@@ -115,26 +140,10 @@ describe('two relays on the backbone', () => {
 });
 
 describe('two relays that keep one replica per address', () => {
-  const dirs = [tempDir(), tempDir()];
-  let r1: SpawnedRelay;
-  let r2: SpawnedRelay;
-  let a: RelayConnector;
-  let b: RelayConnector;
-  beforeAll(async () => {
-    r1 = await spawnRelay({ dataDir: dirs[0]?.dir, args: ['--replicas', '1'] });
-    r2 = await spawnRelay({ dataDir: dirs[1]?.dir, bootstrap: [r1.multiaddr], args: ['--replicas', '1'] });
-    a = await libp2pConnector();
-    b = await libp2pConnector();
-  });
-  afterAll(async () => {
-    await a.stop();
-    await b.stop();
-    await r1.stop();
-    await r2.stop();
-    for (const d of dirs) d.cleanup();
-  });
+  const pair = twoRelays({ args: ['--replicas', '1'] });
 
   it('gossips an append to a relay that follows its address without being its replica, and copies it to one that is', async () => {
+    const { r1, r2, a, b } = pair.get();
     const ids = [peerIdFromString(r1.peerId), peerIdFromString(r2.peerId)];
     /** An address whose one replica is `owner`. */
     const ownedBy = (owner: number): number => {
@@ -165,25 +174,11 @@ describe('two relays that keep one replica per address', () => {
 });
 
 describe('two relays with a low rate limit per peer', () => {
-  const dirs = [tempDir(), tempDir()];
-  let r1: SpawnedRelay;
-  let r2: SpawnedRelay;
-  const clients: RelayConnector[] = [];
-  beforeAll(async () => {
-    // 20 requests a second per peer, with a burst of 40.
-    const args = ['--rate-requests', '20'];
-    r1 = await spawnRelay({ dataDir: dirs[0]?.dir, args });
-    r2 = await spawnRelay({ dataDir: dirs[1]?.dir, bootstrap: [r1.multiaddr], args });
-    for (let i = 0; i < 4; i++) clients.push(await libp2pConnector());
-  });
-  afterAll(async () => {
-    for (const c of clients) await c.stop();
-    await r1.stop();
-    await r2.stop();
-    for (const d of dirs) d.cleanup();
-  });
+  // 20 requests a second per peer, with a burst of 40.
+  const pair = twoRelays({ args: ['--rate-requests', '20'], clients: 4 });
 
   it('limits each client, not relay A’s copies of all its clients’ appends', async () => {
+    const { r1, r2, clients } = pair.get();
     const [reader, ...writers] = clients as [RelayConnector, ...RelayConnector[]];
     const addr = address(6);
     const lb = await reader.connect(r2.multiaddr);
@@ -203,29 +198,11 @@ describe('two relays with a low rate limit per peer', () => {
 });
 
 describe('a relay that restarts', () => {
-  const dirs = [tempDir(), tempDir()];
-  let r1: SpawnedRelay;
-  let r2: SpawnedRelay;
-  let writer: RelayConnector;
-  let reader: RelayConnector;
-  beforeAll(async () => {
-    r1 = await spawnRelay({ dataDir: dirs[0]?.dir });
-    r2 = await spawnRelay({ dataDir: dirs[1]?.dir, bootstrap: [r1.multiaddr] });
-    writer = await libp2pConnector();
-    reader = await libp2pConnector();
-  });
-  afterAll(async () => {
-    await writer.stop();
-    await reader.stop();
-    await r1.stop();
-    await r2.stop();
-    for (const d of dirs) d.cleanup();
-  });
+  const pair = twoRelays();
 
   it('is found again by the relay that bootstrapped from it, and replication resumes', async () => {
-    const port = Number(/\/tcp\/(\d+)\//.exec(r1.multiaddr)?.[1]);
-    await r1.stop();
-    r1 = await spawnRelay({ dataDir: dirs[0]?.dir, port });
+    const { r2, a: writer, b: reader } = pair.get();
+    const r1 = await pair.restartFirst();
     // Relay B dials relay A again on its own (backoff from 0.5 s), and says so in its log.
     await until(() => reconnected(r2), 'relay B to reconnect to relay A');
     const addr = address(9);
